@@ -1,0 +1,79 @@
+"""The SearchBackend contract: what the pipeline needs from a first-stage engine.
+
+A backend turns (index, query text or raw query, filters, window, timeout) into hits with the
+engine's score and `_source`. It raises the sidecar's errors, never a client library's:
+NotFound (unknown index), BadQuery (the engine refused the query, with its reason),
+EngineUnavailable (cannot connect / server error), EngineTimeout (deadline passed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class TermFilter:
+    """The field equals one of the values."""
+
+    field: str
+    values: tuple[Scalar, ...]
+
+
+@dataclass(frozen=True)
+class RangeFilter:
+    """The field lies within the bounds that are set."""
+
+    field: str
+    gte: float | None = None
+    gt: float | None = None
+    lte: float | None = None
+    lt: float | None = None
+
+
+Filter = TermFilter | RangeFilter
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    source: Mapping[str, Any]
+    index: str = ""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    total: int
+    took_ms: float = 0.0
+    raw: Mapping[str, Any] = field(default_factory=dict)  # engine extras (aggregations, ...)
+
+
+class SearchBackend(Protocol):
+    """A first-stage engine. Implementations: embedded (tantivy), elasticsearch, opensearch."""
+
+    name: str
+
+    async def search(
+        self,
+        index: str,
+        query: str | None,
+        filters: Sequence[Filter],
+        window: int,
+        timeout: float,
+        raw_query: Mapping[str, Any] | None = None,
+        offset: int = 0,
+    ) -> SearchResult:
+        """Top `window` hits (after skipping `offset`) for the query text (or the raw query
+        body), within `timeout` seconds."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the engine answers."""
+        ...
+
+    async def close(self) -> None: ...

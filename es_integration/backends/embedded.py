@@ -1,0 +1,275 @@
+"""The no-service default engine: BM25 with tantivy over in-memory indexes of JSONL catalogs.
+
+Fields named in `search_fields` are analysed with English stemming and searched with their
+boosts; every scalar field is also indexed for filters (strings as exact keywords, numbers and
+booleans as fast fields), mirroring a keyword/numeric mapping in Elasticsearch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import tantivy
+from tantivy import FieldType, Occur, Query
+
+from es_integration.backends.base import Filter, Hit, RangeFilter, SearchResult, TermFilter
+from sidecar.errors import BadQuery, InvalidRequest, NotFound
+
+_RAW = "__raw"  # suffix of the exact-match twin of a string field
+_ID = "_id"
+# The query parser treats these as syntax; shoppers' text is never syntax.
+_SYNTAX = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+class EmbeddedIndex:
+    """One immutable tantivy index over a list of documents, with their sources kept in memory."""
+
+    def __init__(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        search_fields: Mapping[str, float],
+        id_field: str = "id",
+    ) -> None:
+        self.search_fields = dict(search_fields)
+        self._types = _infer_types(docs)
+        self._schema = self._build_schema()
+        self._index = tantivy.Index(self._schema)
+        self._sources: dict[str, Mapping[str, Any]] = {}
+        writer = self._index.writer(heap_size=50_000_000, num_threads=1)
+        for position, doc in enumerate(docs):
+            doc_id = str(doc.get(id_field, position))
+            self._sources[doc_id] = doc
+            writer.add_document(self._to_tantivy(doc_id, doc))
+        writer.commit()
+        writer.wait_merging_threads()
+        self._index.reload()
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def all_hits(self) -> list[Hit]:
+        return [Hit(id=doc_id, score=0.0, source=src) for doc_id, src in self._sources.items()]
+
+    def _build_schema(self) -> tantivy.Schema:
+        builder = tantivy.SchemaBuilder()
+        builder.add_text_field(_ID, stored=True, tokenizer_name="raw")
+        for name in self.search_fields:
+            builder.add_text_field(name, stored=False, tokenizer_name="en_stem")
+        for name, kind in self._types.items():
+            if kind == "str":
+                builder.add_text_field(name + _RAW, stored=False, tokenizer_name="raw")
+            elif kind == "int":
+                builder.add_integer_field(name, stored=False, indexed=True, fast=True)
+            elif kind == "float":
+                builder.add_float_field(name, stored=False, indexed=True, fast=True)
+            elif kind == "bool":
+                builder.add_boolean_field(name, stored=False, indexed=True, fast=True)
+        return builder.build()
+
+    def _to_tantivy(self, doc_id: str, doc: Mapping[str, Any]) -> tantivy.Document:
+        out = tantivy.Document()
+        out.add_text(_ID, doc_id)
+        for name in self.search_fields:
+            for text in _texts(doc.get(name)):
+                out.add_text(name, text)
+        for name, kind in self._types.items():
+            for value in _values(doc.get(name)):
+                if kind == "str":
+                    out.add_text(name + _RAW, str(value))
+                elif (
+                    kind == "int" and isinstance(value, int | float) and not isinstance(value, bool)
+                ):
+                    out.add_integer(name, int(value))
+                elif (
+                    kind == "float"
+                    and isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                ):
+                    out.add_float(name, float(value))
+                elif kind == "bool" and isinstance(value, bool):
+                    out.add_boolean(name, value)
+        return out
+
+    def search(
+        self, text: str | None, filters: Sequence[Filter], window: int, offset: int = 0
+    ) -> SearchResult:
+        clauses: list[tuple[Occur, Query]] = []
+        # Lower case too: the parser reads AND/OR/NOT as operators; the analyzers lower-case anyway.
+        cleaned = _SYNTAX.sub(" ", text or "").strip().lower()
+        if cleaned:
+            clauses.append((Occur.Must, self._text_query(cleaned)))
+        for flt in filters:
+            # Filters restrict, they do not score (like a bool `filter` clause in Elasticsearch).
+            clauses.append((Occur.Must, Query.const_score_query(self._filter_query(flt), 0.0)))
+        query = Query.boolean_query(clauses) if clauses else Query.all_query()
+        searcher = self._index.searcher()
+        result = searcher.search(query, limit=max(window, 1), count=True, offset=offset)
+        hits = []
+        for score, address in result.hits:
+            doc_id = searcher.doc(address)[_ID][0]
+            hits.append(Hit(id=doc_id, score=float(score), source=self._sources[doc_id]))
+        return SearchResult(hits=hits[:window], total=int(getattr(result, "count", 0) or 0))
+
+    def _text_query(self, text: str) -> Query:
+        fields = list(self.search_fields)
+        return self._index.parse_query(text, fields, field_boosts=self.search_fields)
+
+    def _filter_query(self, flt: Filter) -> Query:
+        name = flt.field
+        kind = self._types.get(name)
+        where = f"filters.{'term' if isinstance(flt, TermFilter) else 'range'}.{name}"
+        if kind is None:
+            raise InvalidRequest(f"unknown field {name!r} in this index", field=where)
+        if isinstance(flt, TermFilter):
+            return Query.term_set_query(
+                self._schema, _field_name(name, kind), [_coerce(v, kind, where) for v in flt.values]
+            )
+        return self._range_query(flt, kind, where)
+
+    def _range_query(self, flt: RangeFilter, kind: str, where: str) -> Query:
+        if kind not in ("int", "float"):
+            raise BadQuery(f"range filter on {flt.field!r}, which is not numeric", field=where)
+        field_type = FieldType.Integer if kind == "int" else FieldType.Float
+        lower, include_lower = (flt.gte, True) if flt.gte is not None else (flt.gt, False)
+        upper, include_upper = (flt.lte, True) if flt.lte is not None else (flt.lt, False)
+        cast = int if kind == "int" else float
+        big = 2**62 if kind == "int" else float("inf")
+        lo = cast(lower) if lower is not None else -big
+        hi = cast(upper) if upper is not None else big
+        if kind == "int":  # integer bounds: round inwards so gt 4.5 means >= 5
+            if lower is not None and lo < lower:
+                lo, include_lower = lo + 1, True
+            if upper is not None and hi > upper:
+                hi, include_upper = hi - 1, True
+        return Query.range_query(
+            self._schema,
+            flt.field,
+            field_type,
+            lo,
+            hi,
+            include_lower or lower is None,
+            include_upper or upper is None,
+        )
+
+
+class EmbeddedBackend:
+    """SearchBackend over named in-memory indexes; the demo catalog is loaded as `products`."""
+
+    name = "embedded"
+
+    def __init__(self, search_fields: Mapping[str, float]) -> None:
+        self.search_fields = dict(search_fields)
+        self._indexes: dict[str, EmbeddedIndex] = {}
+
+    def add_index(self, name: str, docs: Sequence[Mapping[str, Any]], id_field: str = "id") -> None:
+        self._indexes[name] = EmbeddedIndex(docs, self.search_fields, id_field)
+
+    def add_jsonl(self, name: str, path: Path, id_field: str = "id") -> None:
+        self.add_index(name, read_jsonl(path), id_field)
+
+    def all_documents(self) -> list[Hit]:
+        """Every document of every index, as hits (for warming document caches)."""
+        return [hit for index in self._indexes.values() for hit in index.all_hits()]
+
+    def indexes(self) -> dict[str, int]:
+        return {name: len(index) for name, index in self._indexes.items()}
+
+    async def search(
+        self,
+        index: str,
+        query: str | None,
+        filters: Sequence[Filter],
+        window: int,
+        timeout: float,
+        raw_query: Mapping[str, Any] | None = None,
+        offset: int = 0,
+    ) -> SearchResult:
+        found = self._indexes.get(index)
+        if found is None:
+            raise NotFound(
+                f"no index named {index!r} in the embedded engine",
+                field="index",
+                known=sorted(self._indexes),
+            )
+        if raw_query is not None:
+            raise InvalidRequest(
+                "the embedded engine takes query text, not a raw query body", field="raw_query"
+            )
+        return found.search(query, filters, window, offset)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._indexes.clear()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with Path(path).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _infer_types(docs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Field -> str|int|float|bool from the values seen; a field with mixed numbers is float."""
+    kinds: dict[str, set[str]] = {}
+    for doc in docs:
+        for name, value in doc.items():
+            for item in _values(value):
+                kinds.setdefault(name, set()).add(_kind(item))
+    out = {}
+    for name, seen in kinds.items():
+        seen.discard("other")
+        if seen == {"int"} or seen == {"float"} or seen == {"bool"} or seen == {"str"}:
+            out[name] = seen.pop()
+        elif seen == {"int", "float"}:
+            out[name] = "float"
+        elif seen:
+            out[name] = "str"
+    return out
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "other"
+
+
+def _values(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return [v for v in value if v is not None] if isinstance(value, list) else [value]
+
+
+def _texts(value: Any) -> list[str]:
+    return [str(v) for v in _values(value)]
+
+
+def _field_name(name: str, kind: str) -> str:
+    return name + _RAW if kind == "str" else name
+
+
+def _coerce(value: Any, kind: str, where: str) -> Any:
+    try:
+        if kind == "str":
+            return str(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError
+        return int(value) if kind == "int" else float(value)
+    except ValueError:
+        raise BadQuery(
+            f"value {value!r} does not fit the field's type ({kind})", field=where
+        ) from None

@@ -1,0 +1,166 @@
+"""The FastAPI app factory: settings -> parts -> routes. The only place that wires.
+
+`create_app(settings)` builds nothing at import time; its lifespan creates the backend, cache,
+scorer, rules and pipeline, starts the model load in the background (so /healthz answers at once
+and /readyz turns ready when the model is warm), and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from sidecar import wiring
+from sidecar.api import health, rerank, search
+from sidecar.config import Settings
+from sidecar.documents import from_hit
+from sidecar.errors import SidecarError, status_for
+from sidecar.pipeline import Pipeline
+from sidecar.query import Normalizer
+from sidecar.rules.store import RuleStore
+from sidecar.scoring.base import Scorer
+from sidecar.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, scorer: Scorer | None = None) -> Services:
+    backend = wiring.build_backend(settings)
+    cache = wiring.build_cache(settings)
+    scorer = scorer or wiring.build_scorer(settings)
+    rules = RuleStore(settings.rules.path)
+    pipeline = Pipeline(
+        backend,
+        scorer,
+        cache,
+        rules,
+        settings.fields,
+        cache_prefix=settings.cache.prefix,
+        cache_ttl_s=settings.cache.ttl_s,
+        engine_share=settings.limits.engine_share,
+    )
+    return Services(
+        settings=settings,
+        backend=backend,
+        scorer=scorer,
+        cache=cache,
+        rules=rules,
+        pipeline=pipeline,
+        normalizer=Normalizer(settings.query.casing),
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, wait_for_model: bool = False, scorer: Scorer | None = None
+) -> FastAPI:
+    """The app for `settings`. `scorer` lets a caller share an already loaded model (tests,
+    benchmarks); its `load` is then a no-op when it is ready."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings, scorer)
+        app.state.services = services
+        load = asyncio.create_task(_load_unless_ready(services.scorer))
+        services.tasks.append(load)
+        if wait_for_model:
+            await load
+        services.tasks.append(asyncio.create_task(_warm_catalog(services, load)))
+        if settings.rules.watch:
+            services.tasks.append(
+                asyncio.create_task(services.rules.watch(settings.rules.watch_interval_s))
+            )
+        try:
+            yield
+        finally:
+            for task in services.tasks:
+                task.cancel()
+            await asyncio.gather(*services.tasks, return_exceptions=True)
+            await services.pipeline.drain()
+            if scorer is None:  # a shared scorer belongs to whoever passed it in
+                await services.scorer.close()
+            await services.cache.close()
+            await services.backend.close()
+
+    app = FastAPI(title="rerank sidecar", version=_version(), lifespan=lifespan)
+    app.include_router(health.router)
+    app.include_router(search.router)
+    app.include_router(rerank.router)
+    _install_error_handlers(app)
+    return app
+
+
+async def _load_unless_ready(scorer: Scorer) -> None:
+    if not scorer.state.ready:
+        await scorer.load()
+
+
+async def _warm_catalog(services: Services, load: asyncio.Task[None]) -> None:
+    """Embedded mode knows its whole catalog: encode it once in the background so that the
+    first searches are warm. Engines in production are warmed with `rerank-sidecar warm`."""
+    await load
+    warm = getattr(services.scorer, "warm_documents", None)
+    docs_of = getattr(services.backend, "all_documents", None)
+    if warm is None or docs_of is None or not services.scorer.state.ready:
+        return
+    documents = [from_hit(hit, services.settings.fields) for hit in docs_of()]
+    count = await asyncio.to_thread(warm, documents)
+    log.info("catalog warm-up done", extra={"documents": count})
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SidecarError)
+    async def sidecar_error(request: Request, exc: SidecarError) -> JSONResponse:
+        return JSONResponse(exc.to_json(), status_code=status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc.errors())
+        first = errors[0] if errors else {"field": "body", "reason": "invalid request"}
+        body = {
+            "error": "invalid_request",
+            "message": f"{first['field']}: {first['reason']}",
+            "field": first["field"],
+            "errors": errors,
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse(
+            {"error": "internal", "message": "internal error; see the logs"}, status_code=500
+        )
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*)$")
+
+
+def validation_errors(raw: Sequence[Any]) -> list[dict[str, str]]:
+    """pydantic errors -> [{field, reason}], one per field, without union member tags."""
+    merged: dict[str, list[str]] = {}
+    for err in raw:
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx", {}).get("error", "")
+            merged.setdefault("body", []).append(f"malformed JSON: {ctx}".rstrip(": "))
+            continue
+        parts = [str(p) for p in err["loc"] if p != "body" and not _UNION_TAG.match(str(p))]
+        reason = str(err["msg"]).removeprefix("Value error, ")
+        reasons = merged.setdefault(".".join(parts) or "body", [])
+        if reason not in reasons:
+            reasons.append(reason)
+    return [{"field": f, "reason": " or ".join(r)} for f, r in merged.items()]
+
+
+def _version() -> str:
+    from sidecar import __version__
+
+    return __version__

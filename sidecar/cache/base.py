@@ -1,0 +1,28 @@
+"""The ScoreCache contract: one round trip to read a request's keys, one to write its misses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+
+class CacheUnavailable(Exception):
+    """The cache cannot be reached; the caller scores without it and says `cache: unavailable`."""
+
+
+class ScoreCache(Protocol):
+    name: str
+
+    async def get_many(self, keys: Sequence[str]) -> list[float | None]:
+        """Scores for `keys`, None where missing. Raises CacheUnavailable."""
+        ...
+
+    async def set_many(self, items: Mapping[str, float], ttl_s: int) -> None:
+        """Store scores with a time to live. Raises CacheUnavailable."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...

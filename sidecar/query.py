@@ -1,0 +1,98 @@
+"""Query normalization: pure functions, no I/O.
+
+Shoppers type "iPhone15pro max", "ｉｐｈｏｎｅ　１５" or "  led   tv ". The same intent must give the
+same text, so that the engine sees clean terms and repeated queries share cache entries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sidecar.errors import InvalidRequest
+
+_LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class Query:
+    """A normalized query: text, an optional image, and the key that identifies it in caches."""
+
+    text: str
+    image_url: str | None = None
+    image_bytes: bytes | None = None
+
+    @property
+    def has_image(self) -> bool:
+        return self.image_url is not None or self.image_bytes is not None
+
+    @property
+    def image_hash(self) -> str:
+        if self.image_bytes is not None:
+            return "b64:" + hashlib.sha256(self.image_bytes).hexdigest()[:32]
+        if self.image_url is not None:
+            return "url:" + hashlib.sha256(self.image_url.encode()).hexdigest()[:32]
+        return ""
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.text}\x1f{self.image_hash}"
+
+
+class Normalizer:
+    """Normalizes query text: NFKC, whitespace, letter/digit spacing, configured casing."""
+
+    def __init__(self, casing: Iterable[str] = ()) -> None:
+        self._casing = {term.lower(): term for term in casing}
+
+    def text(self, raw: str) -> str:
+        text = unicodedata.normalize("NFKC", raw)
+        words = [self._word(w) for w in _WORD.findall(text)]
+        return " ".join(w for w in words if w)
+
+    def _word(self, word: str) -> str:
+        known = self._casing.get(word.lower())
+        if known is not None:  # "4K", "PS5", "USB-C" stay whole
+            return known
+        parts = _LETTER_DIGIT.sub(" ", word).split()
+        return " ".join(self._casing.get(p.lower(), p) for p in parts)
+
+    def query(
+        self,
+        text: str | None,
+        image_url: str | None = None,
+        image_base64: str | None = None,
+    ) -> Query:
+        """Build a Query, or raise InvalidRequest naming the field."""
+        clean = self.text(text or "")
+        image_bytes = _decode_base64(image_base64) if image_base64 else None
+        if image_url is not None and not image_url.strip():
+            raise InvalidRequest("image_url is empty", field="query.image_url")
+        if image_url and image_bytes is not None:
+            raise InvalidRequest(
+                "give the query image as image_url or image_base64, not both", field="query"
+            )
+        if not clean and image_url is None and image_bytes is None:
+            raise InvalidRequest("query is empty: give text, an image, or both", field="query")
+        return Query(
+            text=clean, image_url=image_url.strip() if image_url else None, image_bytes=image_bytes
+        )
+
+
+def _decode_base64(data: str) -> bytes:
+    payload = data.split(",", 1)[1] if data.startswith("data:") else data
+    try:
+        decoded = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(
+            "image_base64 is not valid base64", field="query.image_base64"
+        ) from exc
+    if not decoded:
+        raise InvalidRequest("image_base64 is empty", field="query.image_base64")
+    return decoded

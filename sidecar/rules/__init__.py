@@ -1,0 +1,19 @@
+"""Merchandiser rules: YAML schema, the pure engine, and the store that loads and reloads."""
+
+from sidecar.rules.engine import Candidate, Fired, Outcome, Ranked, apply
+from sidecar.rules.loader import LoadedRules, Problem, RulesError, load_rules, parse_rules
+from sidecar.rules.schema import RulesFile
+
+__all__ = [
+    "Candidate",
+    "Fired",
+    "LoadedRules",
+    "Outcome",
+    "Problem",
+    "Ranked",
+    "RulesError",
+    "RulesFile",
+    "apply",
+    "load_rules",
+    "parse_rules",
+]

