@@ -28,3 +28,5 @@ class Services:
     pipeline: Pipeline
     normalizer: Normalizer
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # background encoding of the embedded catalog: state none|running|done, done, total
+    warmup: dict[str, Any] = field(default_factory=lambda: {"state": "none"})

@@ -165,8 +165,9 @@ class EmbeddedBackend:
         self.search_fields = dict(search_fields)
         self._indexes: dict[str, EmbeddedIndex] = {}
 
-    def add_index(self, name: str, docs: Sequence[Mapping[str, Any]], id_field: str = "id") -> None:
-        self._indexes[name] = EmbeddedIndex(docs, self.search_fields, id_field)
+    def add_index(self, name: str, docs: Sequence[Mapping[str, Any]], id_field: str = "id",
+                  search_fields: Mapping[str, float] | None = None) -> None:
+        self._indexes[name] = EmbeddedIndex(docs, search_fields or self.search_fields, id_field)
 
     def add_jsonl(self, name: str, path: Path, id_field: str = "id") -> None:
         self.add_index(name, read_jsonl(path), id_field)

@@ -32,6 +32,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "progress": state.progress,
             "model": services.scorer.model_id,
             "device": state.device,
+            "warmup": services.warmup,
         },
         "engine": {"ready": engine_ok, "kind": services.backend.name},
         "cache": {"ready": cache_ok, "kind": services.cache.name},

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,7 +138,8 @@ class MiniLMScorer:
         # something.
         return [float(s) for s in np.clip(cosine, 0.0, 1.0)]
 
-    def warm_documents(self, documents: Sequence[Document], chunk: int = 64) -> int:
+    def warm_documents(self, documents: Sequence[Document], chunk: int = 64,
+                       progress: Callable[[int], None] | None = None) -> int:
         """Encode documents ahead of traffic (the embedded catalog at start-up), with a progress
         bar; returns how many were new. Runs in a worker thread; requests interleave between
         chunks."""
@@ -155,6 +156,8 @@ class MiniLMScorer:
                 ):
                     self._docs.put(f"{doc.content_hash}:{self.max_doc_chars}", vector)
                 bar.update(len(part))
+                if progress is not None:
+                    progress(len(documents) - len(todo) + bar.n)
         return len(todo)
 
     async def close(self) -> None:

@@ -1,0 +1,111 @@
+"""The evaluation protocol (../shared/data/README.md): index the corpus, run each query through
+the first stage, keep its judged candidates in the engine's order, rerank them through the real
+pipeline (scorer, cache, rules), and score every ordering with the same metrics.
+
+Orderings compared per query:
+- engine: the first stage's order over the judged candidates it retrieves,
+- reranked: what /search returns for them (model score blended by the live rules, drops applied),
+- model: the model's score alone over every judged candidate (what the reranker can do when the
+  first stage misses nothing),
+- random: a seeded shuffle.
+Candidates the engine does not retrieve, and hits the rules drop, follow in a fixed order, as
+they would be absent from a shopper's page.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from es_integration.backends.base import Hit, TermFilter
+from sidecar.config import FieldMap
+from sidecar.documents import Document, from_hit
+from sidecar.evaluation.data import Dataset, JudgedQuery
+from sidecar.evaluation.metrics import mrr_best, ndcg_at, recall_at
+from sidecar.pipeline import Pipeline, SearchParams
+from sidecar.services import Services
+
+ORDERS = ("engine", "reranked", "model", "random")
+EVAL_FIELDS = FieldMap(id="id", title="title", selling_points="description",
+                       image_urls="image_url", business=[])
+SEARCH_FIELDS = {"title": 3.0, "description": 1.5}
+
+
+@dataclass
+class QueryResult:
+    query: JudgedQuery
+    query_type: str
+    metrics: dict[str, dict[str, float]]  # order -> metric -> value
+    rankings: dict[str, list[str]] = field(default_factory=dict)
+
+
+def classify(text: str) -> str:
+    """Built-in query types when the data has none: by length, which tracks how specific
+    shoppers are ("tv" vs "55 inch 4k smart tv wall mount")."""
+    words = len(text.split())
+    return "1-2 words" if words <= 2 else "3-4 words" if words <= 4 else "5+ words"
+
+
+def corpus_documents(dataset: Dataset) -> list[dict[str, Any]]:
+    return [{"id": p.id, "title": p.title, "description": p.text}
+            for p in dataset.products.values()]
+
+
+async def evaluate(dataset: Dataset, services: Services, index: str,
+                   progress: Callable[[QueryResult], None] | None = None,
+                   seed: int = 13) -> list[QueryResult]:
+    pipeline = Pipeline(services.backend, services.scorer, services.cache, services.rules,
+                        EVAL_FIELDS, cache_prefix=services.settings.cache.prefix,
+                        cache_ttl_s=services.settings.cache.ttl_s)
+    low, high = dataset.label_range
+    threshold = (low + high) / 2
+    corpus = {doc["id"]: from_hit(Hit(doc["id"], 0.0, doc), EVAL_FIELDS)
+              for doc in corpus_documents(dataset)}
+    results = []
+    for judged in dataset.queries:
+        rankings = await _rankings(judged, pipeline, services, index, corpus,
+                                   random.Random(f"{seed}:{judged.id}"))
+        metrics = {
+            order: {"ndcg@10": ndcg_at(r, judged.labels), "mrr": mrr_best(r, judged.labels),
+                    "recall@10": recall_at(r, judged.labels, threshold)}
+            for order, r in rankings.items()
+        }
+        result = QueryResult(judged, judged.query_type or classify(judged.text), metrics, rankings)
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    return results
+
+
+async def _rankings(judged: JudgedQuery, pipeline: Pipeline, services: Services, index: str,
+                    corpus: dict[str, Document], rng: random.Random) -> dict[str, list[str]]:
+    ids = sorted(judged.labels)
+    query = services.normalizer.query(judged.text)
+    instruction = services.settings.scorer.instruction
+    only_judged = [TermFilter("id", tuple(ids))]
+    first = await services.backend.search(index, query.text, only_judged, len(ids), 60.0)
+    engine = [h.id for h in first.hits]
+    missed = [i for i in ids if i not in set(engine)]
+
+    outcome = await pipeline.search(SearchParams(
+        index=index, query=query, filters=only_judged, size=len(ids), window=len(ids),
+        instruction=instruction, timeout_s=600.0))
+    if outcome.report.status != "ok":
+        raise RuntimeError(f"scoring did not complete for {judged.text!r}: {outcome.report.reason}")
+    shown = [h.document.id for h in outcome.hits]
+    dropped = [i for i in engine if i not in set(shown)]
+
+    report = await pipeline.score(query, [corpus[i] for i in ids], instruction,
+                                  time.perf_counter() + 600)
+    scores = dict(zip(ids, report.scores, strict=True))
+    shuffled = list(ids)
+    rng.shuffle(shuffled)
+    return {
+        "engine": engine + missed,
+        "reranked": shown + dropped + missed,
+        "model": sorted(ids, key=lambda i: -(scores[i] or 0.0)),
+        "random": shuffled,
+    }
