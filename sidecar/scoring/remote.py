@@ -1,0 +1,205 @@
+"""A scorer that asks a reranking service over HTTP: `POST {url}/v1/rerank`, the request shape of
+Jina, Cohere and vLLM, which this sidecar also serves (so one sidecar can score for another).
+
+Documents travel as text, or as {"text", "image"} when they have an image; the peer fetches the
+images itself, so this side loads none. A relative catalog path is sent as it is and resolved
+under the peer's image root. A base64 query image travels as a data URI.
+
+`load` waits for the peer: it retries a one-pair warm-up until the peer answers, and takes the
+peer's model name into `model_id` (`remote:<peer model>`), so cache keys change with the peer's
+model. A peer that answers 4xx to the warm-up is misconfigured: the state turns `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from sidecar.errors import Overloaded, ScoringFailed
+from sidecar.scoring.base import ModelState
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from sidecar.documents import Document
+    from sidecar.query import Query
+
+log = logging.getLogger(__name__)
+
+
+class RemoteScorer:
+    reads_images = True  # the peer reads them: image queries and documents are allowed
+    fetches_images_remotely = True  # ...but nothing is loaded here (see wiring)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model: str | None = None,
+        timeout_s: float = 10.0,
+        max_doc_chars: int = 512,
+        retry_s: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/") + "/v1/rerank"
+        self.model = model
+        self.model_id = f"remote:{model or url}"
+        self.max_doc_chars = max_doc_chars
+        self.retry_s = retry_s
+        self.timeout_s = timeout_s
+        self.transport = transport
+        self.state = ModelState(device="remote")
+        self._clients: dict[int, httpx.AsyncClient] = {}
+
+    def _client(self) -> httpx.AsyncClient:
+        # One client per event loop: httpx connection pools are bound to the loop that made them.
+        loop = id(asyncio.get_running_loop())
+        client = self._clients.get(loop)
+        if client is None or client.is_closed:
+            client = httpx.AsyncClient(
+                timeout=self.timeout_s, transport=self.transport, trust_env=False
+            )
+            self._clients[loop] = client
+        return client
+
+    async def load(self) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                body = await self._post({"query": "warm-up", "documents": ["warm-up"]})
+            except ScoringFailed as exc:
+                if exc.details.get("status", 0) and 400 <= exc.details["status"] < 500:
+                    self.state = ModelState(status="failed", reason=exc.message, device="remote")
+                    return
+                self.state = ModelState(
+                    status="loading",
+                    reason=f"waiting for {self.url}: {exc.message}",
+                    device="remote",
+                    progress=0.0,
+                )
+                log.info("remote scorer not ready (attempt %d): %s", attempt, exc.message)
+                await asyncio.sleep(self.retry_s)
+                continue
+            peer = str(body.get("model") or self.model or self.url)
+            self.model_id = f"remote:{peer}"
+            self.state = ModelState(
+                status="ready",
+                progress=1.0,
+                device="remote",
+                detail={"url": self.url, "peer_model": peer},
+            )
+            log.info("remote scorer ready", extra={"url": self.url, "model": peer})
+            return
+
+    async def score(
+        self,
+        query: Query,
+        documents: Sequence[Document],
+        instruction: str,
+        images: Mapping[str, Image] | None = None,
+    ) -> list[float]:
+        if not documents:
+            return []
+        payload: dict[str, Any] = {
+            "query": self._query(query),
+            "documents": [self._document(d) for d in documents],
+            "top_n": len(documents),
+            "return_documents": False,
+            "instruction": instruction,
+        }
+        body = await self._post(payload)
+        return self._scores(body, len(documents))
+
+    def _query(self, query: Query) -> str | dict[str, str]:
+        image = query.image_url
+        if query.image_bytes is not None:
+            image = (
+                f"data:{_media_type(query.image_bytes)};base64,"
+                + base64.b64encode(query.image_bytes).decode()
+            )
+        if image is None:
+            return query.text
+        return {"text": query.text, "image": image} if query.text else {"image": image}
+
+    def _document(self, doc: Document) -> str | dict[str, str]:
+        text = doc.text(self.max_doc_chars)
+        if not doc.image_url:
+            return text
+        return {"text": text, "image": doc.image_url} if text else {"image": doc.image_url}
+
+    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.model:
+            payload = {"model": self.model, **payload}
+        try:
+            response = await self._client().post(self.url, json=payload)
+        except httpx.TimeoutException as exc:
+            raise ScoringFailed(f"remote scorer {self.url} timed out ({self.timeout_s} s)") from exc
+        except httpx.HTTPError as exc:
+            raise ScoringFailed(f"remote scorer {self.url} unreachable: {exc}") from exc
+        if response.status_code == 429:
+            raise Overloaded(f"remote scorer {self.url} is overloaded")
+        if response.status_code != 200:
+            raise ScoringFailed(
+                f"remote scorer {self.url} answered {response.status_code}: {_message(response)}",
+                status=response.status_code,
+            )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ScoringFailed(f"remote scorer {self.url} answered with non-JSON") from exc
+        if not isinstance(body, dict):
+            raise ScoringFailed(f"remote scorer {self.url} answered with a non-object")
+        return body
+
+    def _scores(self, body: Mapping[str, Any], count: int) -> list[float]:
+        scores: list[float | None] = [None] * count
+        try:
+            for result in body["results"]:
+                score = float(result["relevance_score"])
+                if not 0.0 <= score <= 1.0:
+                    raise ValueError(f"relevance_score {score} is outside [0, 1]")
+                scores[int(result["index"])] = score
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ScoringFailed(
+                f"remote scorer {self.url} answered a malformed result: {exc}"
+            ) from exc
+        missing = [i for i, s in enumerate(scores) if s is None]
+        if missing:
+            raise ScoringFailed(f"remote scorer {self.url} left out documents {missing[:5]}")
+        return [s for s in scores if s is not None]
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            try:
+                await client.aclose()
+            except RuntimeError:  # a client of a loop that is already closed
+                pass
+        self._clients.clear()
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("detail") or body)[:200]
+    return str(body)[:200]
+
+
+def _media_type(data: bytes) -> str:
+    for magic, kind in (
+        (b"\x89PNG", "image/png"),
+        (b"\xff\xd8", "image/jpeg"),
+        (b"GIF8", "image/gif"),
+        (b"RIFF", "image/webp"),
+    ):
+        if data.startswith(magic):
+            return kind
+    return "application/octet-stream"

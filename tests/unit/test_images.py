@@ -1,0 +1,272 @@
+"""The image loader against a real HTTP server on 127.0.0.1: each failure mode is a reason.
+
+The SSRF guard refuses loopback, so the positive cases allowlist 127.0.0.1 and the refusal case
+does not.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sidecar.config import ImageSettings
+from sidecar.demo import DEMO_DIR
+from sidecar.query import Query
+from sidecar.scoring.images import ImageLoader, bytes_key
+
+
+def png(size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+GOOD = png()
+BOMB = png((3000, 3000), "L")  # 9 Mpx that compress to a few KB
+
+
+class Handler(BaseHTTPRequestHandler):
+    hits: dict[str, int] = {}  # noqa: RUF012 - shared counter, the test server is tiny
+
+    def do_GET(self) -> None:
+        Handler.hits[self.path] = Handler.hits.get(self.path, 0) + 1
+        path = self.path.split("?")[0]
+        routes = {
+            "/ok.png": (200, "image/png", GOOD),
+            "/typed.png": (200, "image/png; charset=binary", GOOD),
+            "/page.html": (200, "text/html", b"<html>not an image</html>"),
+            "/corrupt.png": (200, "image/png", GOOD[:40] + b"\x00garbage" * 10),
+            "/huge.png": (200, "image/png", b"\x89PNG" + b"\x00" * 300_000),
+            "/bomb.png": (200, "image/png", BOMB),
+            "/missing.png": (404, "text/plain", b"no"),
+        }
+        if path == "/slow.png":
+            time.sleep(1.5)
+            self._send(200, "image/png", GOOD)
+        elif path == "/drip.png":  # each byte within the read timeout, the whole far beyond
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(GOOD)))
+            self.end_headers()
+            try:
+                for i in range(len(GOOD)):
+                    self.wfile.write(GOOD[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+        elif path == "/unsized.png":  # no Content-Length: the limit applies while reading
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            try:
+                self.wfile.write(b"\x00" * 300_000)
+            except OSError:
+                pass
+        elif path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/ok.png")
+            self.end_headers()
+        else:
+            self._send(*routes.get(path, (404, "text/plain", b"no")))
+
+    def _send(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def loader(allow: bool = True, **overrides: object) -> ImageLoader:
+    values: dict[str, object] = {
+        "connect_timeout_s": 0.5,
+        "read_timeout_s": 0.5,
+        "max_bytes": 100_000,
+        "max_pixels": 4_000_000,
+        "allow_hosts": ["127.0.0.1"] if allow else [],
+        "cache_entries": 4,
+    }
+    values.update(overrides)
+    return ImageLoader(ImageSettings(**values), local_root=DEMO_DIR)
+
+
+async def one(images: ImageLoader, ref: str | bytes) -> tuple[Image.Image | None, str | None]:
+    try:
+        found, failures = await images.load_many([ref])
+    finally:
+        await images.close()
+    key = bytes_key(ref) if isinstance(ref, bytes) else ref
+    return found.get(key), failures.get(key)
+
+
+async def test_fetches_an_allowlisted_image(server: str) -> None:
+    image, failure = await one(loader(), f"{server}/ok.png")
+    assert failure is None
+    assert image is not None and image.size == (64, 48) and image.mode == "RGB"
+
+
+async def test_content_type_parameters_are_ignored(server: str) -> None:
+    image, failure = await one(loader(), f"{server}/typed.png")
+    assert failure is None and image is not None
+
+
+async def test_loopback_is_refused_unless_allowlisted(server: str) -> None:
+    image, failure = await one(loader(allow=False), f"{server}/ok.png")
+    assert image is None
+    assert failure is not None and failure.startswith("forbidden_address: 127.0.0.1")
+    assert "allow_hosts" in failure
+
+
+async def test_metadata_and_private_addresses_are_refused() -> None:
+    images = loader(allow=False)
+    found, failures = await images.load_many(
+        [
+            "http://169.254.169.254/latest/meta-data",
+            "http://100.100.100.200/latest/meta-data",
+            "http://10.0.0.8/a.png",
+            "http://[::1]/a.png",
+            "http://[fd00:ec2::254]/",
+            "http://0.0.0.0:8080/a.png",
+        ]
+    )
+    await images.close()
+    assert not found
+    assert all(f.startswith("forbidden_address") for f in failures.values()), failures
+    assert len(failures) == 6
+
+
+async def test_slow_server_times_out(server: str) -> None:
+    started = time.perf_counter()
+    image, failure = await one(loader(), f"{server}/slow.png")
+    assert image is None and failure is not None and failure.startswith("timeout")
+    assert time.perf_counter() - started < 1.4
+
+
+async def test_slow_drip_hits_the_total_deadline(server: str) -> None:
+    image, failure = await one(loader(), f"{server}/drip.png")
+    assert image is None and failure is not None and failure.startswith("timeout")
+
+
+async def test_wrong_content_type_is_refused(server: str) -> None:
+    image, failure = await one(loader(), f"{server}/page.html")
+    assert image is None and failure == "content_type: text/html is not an allowed image type"
+
+
+async def test_huge_body_is_refused_by_declared_length(server: str) -> None:
+    image, failure = await one(loader(), f"{server}/huge.png")
+    assert image is None and failure == "too_large: 300004 bytes > 100000"
+
+
+async def test_huge_body_without_length_is_cut_while_reading(server: str) -> None:
+    image, failure = await one(loader(), f"{server}/unsized.png")
+    assert image is None and failure == "too_large: more than 100000 bytes"
+
+
+async def test_corrupt_image_is_refused(server: str) -> None:
+    image, failure = await one(loader(), f"{server}/corrupt.png")
+    assert image is None and failure is not None and failure.startswith("corrupt")
+
+
+async def test_decompression_bomb_is_refused_before_decoding(server: str) -> None:
+    assert len(BOMB) < 100_000  # small on the wire: only the pixel limit catches it
+    image, failure = await one(loader(), f"{server}/bomb.png")
+    assert image is None and failure == "too_many_pixels: 3000x3000 > 4000000 pixels"
+
+
+async def test_http_error_status_is_a_reason(server: str) -> None:
+    _, failure = await one(loader(), f"{server}/missing.png")
+    assert failure == "http_status: 404"
+
+
+async def test_redirects_are_followed_through_the_guard(server: str) -> None:
+    image, failure = await one(loader(), f"{server}/redirect")
+    assert failure is None and image is not None
+
+
+async def test_local_catalog_paths_resolve_under_the_root_only() -> None:
+    images = loader()
+    found, failures = await images.load_many(
+        ["images/p00001.png", "../catalog.jsonl", "/etc/passwd", "images/nope.png"]
+    )
+    await images.close()
+    assert set(found) == {"images/p00001.png"}
+    assert failures["../catalog.jsonl"].startswith("forbidden_path")
+    assert failures["/etc/passwd"].startswith("forbidden_path")
+    assert failures["images/nope.png"] == "missing: images/nope.png"
+
+
+async def test_query_bytes_are_keyed_by_the_query_image_hash() -> None:
+    images = loader()
+    found, failures = await images.load_many([GOOD, b"not an image"])
+    await images.close()
+    assert Query(text="", image_bytes=GOOD).image_hash in found
+    assert failures[Query(text="", image_bytes=b"not an image").image_hash].startswith("corrupt")
+
+
+async def test_decoded_images_are_cached_and_bounded(server: str) -> None:
+    images = loader(cache_entries=2)
+    url = f"{server}/ok.png?cache"
+    before = Handler.hits.get("/ok.png?cache", 0)
+    await images.load_many([url])
+    await images.load_many([url])
+    assert Handler.hits["/ok.png?cache"] == before + 1  # the second came from the cache
+    await images.load_many([f"{server}/ok.png?a", f"{server}/ok.png?b"])
+    await images.load_many([url])
+    await images.close()
+    assert Handler.hits["/ok.png?cache"] == before + 2  # evicted by two newer entries
+
+
+async def test_images_are_shrunk_to_the_scorer_budget(tmp_path: Path) -> None:
+    (tmp_path / "big.png").write_bytes(png((1000, 800)))
+    images = ImageLoader(ImageSettings(), local_root=tmp_path, resize_pixels=64 * 28 * 28)
+    found, _ = await images.load_many(["big.png"])
+    await images.close()
+    width, height = found["big.png"].size
+    assert width * height <= 64 * 28 * 28
+    assert abs(width / height - 1000 / 800) < 0.05
+
+
+async def test_public_addresses_pass_the_guard() -> None:
+    images = loader(allow=False)
+    await images._guard("http://93.184.216.34/a.png")  # an IP literal: no DNS needed
+    await images._guard("https://[2606:2800:220:1:248:1893:25c8:1946]/a.png")
+    await images.close()
+
+
+async def test_inline_data_images_are_decoded_under_the_same_limits() -> None:
+    import base64
+
+    encoded = base64.b64encode(png((20, 10))).decode()
+    image, reason = await one(loader(), f"data:image/png;base64,{encoded}")
+    assert reason is None and image is not None and image.size == (20, 10)
+    _, reason = await one(loader(), f"data:text/html;base64,{encoded}")
+    assert reason is not None and reason.startswith("content_type")
+    _, reason = await one(loader(), "data:image/png;base64,%%%")
+    assert reason is not None and reason.startswith("corrupt")
+    _, reason = await one(loader(max_bytes=10), f"data:image/png;base64,{encoded}")
+    assert reason is not None and reason.startswith("too_large")
