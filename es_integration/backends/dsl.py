@@ -1,0 +1,155 @@
+"""The query DSL that Elasticsearch and OpenSearch share: request bodies, hits, engine errors.
+
+Pure functions (no I/O), so both backends build the same first-stage query, read hits the same
+way and turn an engine's refusal into the same sidecar error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from es_integration.backends.base import Filter, Hit, RangeFilter, SearchResult
+from sidecar.errors import (
+    BadQuery,
+    EngineUnavailable,
+    NotFound,
+    Overloaded,
+    SidecarError,
+)
+
+# Keys of the engine's answer kept in SearchResult.raw for callers that mirror the engine's shape.
+RAW_KEYS = ("took", "timed_out", "_shards", "aggregations", "suggest")
+
+
+def build_body(
+    query: str | None,
+    filters: Sequence[Filter],
+    window: int,
+    offset: int,
+    search_fields: Mapping[str, float],
+    source_fields: Sequence[str],
+    raw_query: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The first-stage search body: `multi_match` over the boosted fields with the filters in a
+    `bool` filter, or the caller's raw body (filters still apply), sized to the rerank window."""
+    if raw_query is not None:
+        body = dict(raw_query)
+        main = body.get("query", {"match_all": {}})
+        body["_source"] = _merge_source(body.get("_source"), source_fields)
+    else:
+        body = {"_source": list(source_fields)}
+        text = (query or "").strip()
+        main = (
+            {
+                "multi_match": {
+                    "query": text,
+                    "fields": [f"{name}^{boost:g}" for name, boost in search_fields.items()],
+                    "type": "best_fields",
+                }
+            }
+            if text
+            else {"match_all": {}}
+        )
+    clauses = [filter_clause(flt) for flt in filters]
+    body["query"] = {"bool": {"must": [main], "filter": clauses}} if clauses else main
+    body["size"] = window
+    body["from"] = offset
+    return body
+
+
+def filter_clause(flt: Filter) -> dict[str, Any]:
+    if isinstance(flt, RangeFilter):
+        bounds = {
+            op: value
+            for op, value in (("gte", flt.gte), ("gt", flt.gt), ("lte", flt.lte), ("lt", flt.lt))
+            if value is not None
+        }
+        return {"range": {flt.field: bounds}}
+    if len(flt.values) == 1:
+        return {"term": {flt.field: flt.values[0]}}
+    return {"terms": {flt.field: list(flt.values)}}
+
+
+def _merge_source(requested: Any, needed: Sequence[str]) -> Any:
+    """The caller's `_source` plus the fields the reranker reads (a caller's `false` still
+    fetches those: the model needs them; the drop-in endpoint trims the answer again)."""
+    if requested is True:
+        return True
+    if isinstance(requested, str):
+        requested = [requested]
+    if isinstance(requested, list):
+        return list(dict.fromkeys([*requested, *needed]))
+    if isinstance(requested, dict):
+        includes = requested.get("includes", requested.get("include"))
+        if not includes:  # excludes only: fetch all, the model may need an excluded field
+            return True
+        if isinstance(includes, str):
+            includes = [includes]
+        return {"includes": list(dict.fromkeys([*includes, *needed]))}
+    return list(needed)
+
+
+def parse_response(response: Mapping[str, Any]) -> SearchResult:
+    hits_part = response.get("hits") or {}
+    hits = [
+        Hit(
+            id=str(item.get("_id", "")),
+            score=float(item["_score"]) if item.get("_score") is not None else 0.0,
+            source=item.get("_source") or {},
+            index=str(item.get("_index", "")),
+        )
+        for item in hits_part.get("hits") or []
+    ]
+    total_part = hits_part.get("total")
+    if isinstance(total_part, Mapping):
+        total, relation = int(total_part.get("value", 0)), str(total_part.get("relation", "eq"))
+    else:  # track_total_hits: false gives no total; an old engine gives a bare number
+        total, relation = int(total_part or len(hits)), "eq" if total_part is not None else "gte"
+    raw = {key: response[key] for key in RAW_KEYS if key in response}
+    raw["total_relation"] = relation
+    raw["max_score"] = hits_part.get("max_score")
+    return SearchResult(
+        hits=hits, total=total, took_ms=float(response.get("took", 0) or 0), raw=raw
+    )
+
+
+def engine_reason(body: Any) -> tuple[str, str]:
+    """(type, reason) of an engine error body, the most specific one: `root_cause` says what
+    failed ("failed to create query: For input string ..."), not "all shards failed"."""
+    if not isinstance(body, Mapping):
+        return "", str(body or "")
+    error = body.get("error")
+    if isinstance(error, str):
+        return "", error
+    if not isinstance(error, Mapping):
+        return "", ""
+    causes = error.get("root_cause") or []
+    best: Mapping[str, Any] = causes[0] if causes and isinstance(causes[0], Mapping) else error
+    caused_by = best.get("caused_by")
+    reason = str(best.get("reason") or error.get("reason") or "")
+    if isinstance(caused_by, Mapping) and caused_by.get("reason"):
+        reason = f"{reason}: {caused_by['reason']}" if reason else str(caused_by["reason"])
+    return str(best.get("type") or error.get("type") or ""), reason
+
+
+def error_for_status(engine: str, index: str, status: int, body: Any) -> SidecarError:
+    """An engine's HTTP error -> the sidecar's error, keeping the engine's type and reason."""
+    kind, reason = engine_reason(body)
+    what = ": ".join(part for part in (kind, reason) if part) or "no reason given"
+    details: dict[str, Any] = {"engine": engine, "engine_status": status, "engine_error": kind or None}
+    if status == 404:
+        return NotFound(
+            f"{engine} has no index {index!r}" + (f" ({reason})" if reason else ""),
+            field="index",
+            **details,
+        )
+    if status == 429:
+        return Overloaded(f"{engine} is overloaded: {reason or 'too many requests'}", **details)
+    if status in (401, 403):
+        return EngineUnavailable(
+            f"{engine} refused the sidecar's credentials ({status}): {reason}", **details
+        )
+    if 400 <= status < 500:
+        return BadQuery(f"{engine} refused the query: {what}", **details)
+    return EngineUnavailable(f"{engine} failed ({status}): {what}", **details)

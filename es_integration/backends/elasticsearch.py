@@ -1,0 +1,132 @@
+"""Elasticsearch 8/9 through the official async client.
+
+The client refuses a server that does not say it is Elasticsearch (the `X-Elastic-Product`
+header); that refusal, like a refused connection or a 5xx, is `EngineUnavailable` naming the
+engine. Health is read from `_cluster/health`, not `GET /`: the minimal (integ-test-zip)
+distribution has no handler for `/`.
+
+Requests carry `compatible-with=8` media types: the 9.x client would otherwise ask for
+`compatible-with=9`, which Elasticsearch 8 refuses (400 media_type_header_exception), while
+Elasticsearch 9 serves v8-compatible requests as they are. One client, both majors (checked on
+8.19.21 and 9.5.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from elasticsearch import (
+    ApiError,
+    AsyncElasticsearch,
+    ConnectionError,
+    ConnectionTimeout,
+    TransportError,
+    UnsupportedProductError,
+)
+
+from es_integration.backends import dsl
+from es_integration.backends.base import Filter, SearchResult
+from sidecar.config import EngineSettings, FieldMap
+from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
+
+_V8 = "application/vnd.elasticsearch+json; compatible-with=8"
+HEADERS = {"accept": _V8, "content-type": _V8}
+
+
+class ElasticsearchBackend:
+    """SearchBackend over an Elasticsearch cluster."""
+
+    name = "elasticsearch"
+
+    def __init__(self, settings: EngineSettings, field_map: FieldMap) -> None:
+        self.settings = settings
+        self.source_fields = field_map.source_fields()
+        options: dict[str, Any] = {}
+        if settings.ca_file is not None:
+            options["ca_certs"] = str(settings.ca_file)
+        if settings.api_key is not None:
+            options["api_key"] = settings.api_key.get_secret_value()
+        elif settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else ""
+            options["basic_auth"] = (settings.username, password)
+        self._client = AsyncElasticsearch(
+            settings.urls,
+            verify_certs=settings.verify_certs,
+            request_timeout=settings.request_timeout_s,
+            max_retries=settings.retries,
+            retry_on_timeout=False,  # a retry after a timeout would outlive the deadline
+            **options,
+        )
+
+    async def search(
+        self,
+        index: str,
+        query: str | None,
+        filters: Sequence[Filter],
+        window: int,
+        timeout: float,
+        raw_query: Mapping[str, Any] | None = None,
+        offset: int = 0,
+    ) -> SearchResult:
+        body = dsl.build_body(
+            query,
+            filters,
+            window,
+            offset,
+            self.settings.search_fields,
+            self.source_fields,
+            raw_query,
+        )
+        wait = min(timeout, self.settings.request_timeout_s)
+        try:
+            response = await self._client.options(request_timeout=wait).perform_request(
+                "POST", f"/{quote(index, safe=',*')}/_search", headers=HEADERS, body=body
+            )
+        except (ApiError, TransportError) as exc:
+            raise self._error(exc, index, wait) from exc
+        return dsl.parse_response(response.body)
+
+    def _error(self, exc: Exception, index: str, wait: float) -> SidecarError:
+        if isinstance(exc, UnsupportedProductError):
+            return EngineUnavailable(
+                f"{self.name}: the server at {self._where()} is not Elasticsearch "
+                "(no X-Elastic-Product header)",
+                engine=self.name,
+            )
+        if isinstance(exc, ApiError) and "x-elastic-product" not in exc.meta.headers:
+            # An error answer without the product header came from something else: another
+            # engine (OpenSearch answers 406 to the client's media type) or a proxy.
+            return EngineUnavailable(
+                f"{self.name}: the server at {self._where()} answered {exc.meta.status} and is "
+                f"not Elasticsearch: {dsl.engine_reason(exc.body)[1] or exc.message}",
+                engine=self.name,
+            )
+        if isinstance(exc, ApiError):
+            return dsl.error_for_status(self.name, index, exc.meta.status, exc.body)
+        if isinstance(exc, ConnectionTimeout):
+            return EngineTimeout(
+                f"{self.name} did not answer within {wait * 1000:.0f} ms", engine=self.name
+            )
+        reason = exc.message if isinstance(exc, TransportError) else str(exc)
+        if isinstance(exc, ConnectionError):
+            return EngineUnavailable(
+                f"{self.name} cannot be reached at {self._where()}: {reason}", engine=self.name
+            )
+        return EngineUnavailable(f"{self.name} failed: {reason}", engine=self.name)
+
+    def _where(self) -> str:
+        return ", ".join(self.settings.urls)
+
+    async def ping(self) -> bool:
+        try:
+            await self._client.options(request_timeout=2.0).perform_request(
+                "GET", "/_cluster/health", headers=HEADERS
+            )
+        except (ApiError, TransportError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._client.close()

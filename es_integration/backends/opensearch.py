@@ -1,0 +1,104 @@
+"""OpenSearch 2/3 through the async `opensearch-py` client.
+
+Same DSL as Elasticsearch (es_integration.backends.dsl); only the client and its exceptions
+differ. OpenSearch has no Elasticsearch-style API keys: a configured `api_key` is sent as an
+`Authorization: ApiKey ...` header for proxies or security plugins that accept one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import (
+    ConnectionError,
+    ConnectionTimeout,
+    OpenSearchException,
+    TransportError,
+)
+
+from es_integration.backends import dsl
+from es_integration.backends.base import Filter, SearchResult
+from sidecar.config import EngineSettings, FieldMap
+from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
+
+
+class OpenSearchBackend:
+    """SearchBackend over an OpenSearch cluster."""
+
+    name = "opensearch"
+
+    def __init__(self, settings: EngineSettings, field_map: FieldMap) -> None:
+        self.settings = settings
+        self.source_fields = field_map.source_fields()
+        options: dict[str, Any] = {}
+        if settings.api_key is not None:
+            options["headers"] = {"authorization": f"ApiKey {settings.api_key.get_secret_value()}"}
+        elif settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else ""
+            options["http_auth"] = (settings.username, password)
+        if settings.ca_file is not None:
+            options["ca_certs"] = str(settings.ca_file)
+        self._client = AsyncOpenSearch(
+            hosts=settings.urls,
+            verify_certs=settings.verify_certs,
+            ssl_show_warn=settings.verify_certs,
+            timeout=settings.request_timeout_s,
+            max_retries=settings.retries,
+            retry_on_timeout=False,  # a retry after a timeout would outlive the deadline
+            **options,
+        )
+
+    async def search(
+        self,
+        index: str,
+        query: str | None,
+        filters: Sequence[Filter],
+        window: int,
+        timeout: float,
+        raw_query: Mapping[str, Any] | None = None,
+        offset: int = 0,
+    ) -> SearchResult:
+        body = dsl.build_body(
+            query,
+            filters,
+            window,
+            offset,
+            self.settings.search_fields,
+            self.source_fields,
+            raw_query,
+        )
+        wait = min(timeout, self.settings.request_timeout_s)
+        try:
+            response = await self._client.search(
+                index=index, body=body, params={"request_timeout": wait}
+            )
+        except OpenSearchException as exc:
+            raise self._error(exc, index, wait) from exc
+        return dsl.parse_response(response)
+
+    def _error(self, exc: OpenSearchException, index: str, wait: float) -> SidecarError:
+        if isinstance(exc, ConnectionTimeout):
+            return EngineTimeout(
+                f"{self.name} did not answer within {wait * 1000:.0f} ms", engine=self.name
+            )
+        if isinstance(exc, ConnectionError):
+            return EngineUnavailable(
+                f"{self.name} cannot be reached at {', '.join(self.settings.urls)}: "
+                f"{exc.error}",
+                engine=self.name,
+            )
+        if isinstance(exc, TransportError) and isinstance(exc.status_code, int):
+            return dsl.error_for_status(self.name, index, exc.status_code, exc.info)
+        return EngineUnavailable(f"{self.name} failed: {exc}", engine=self.name)
+
+    async def ping(self) -> bool:
+        try:
+            await self._client.cluster.health(params={"request_timeout": 2.0})
+        except OpenSearchException:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._client.close()

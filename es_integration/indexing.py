@@ -1,0 +1,325 @@
+"""Create the product index and bulk-load a JSONL catalog into Elasticsearch or OpenSearch.
+
+Both engines speak the same index and `_bulk` REST API, so this talks HTTP directly (httpx) with
+the engine settings' URL, auth and TLS options. A document the engine refuses, or a catalog line
+that is not JSON, is reported with its line number, id and reason; the load goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from sidecar.config import EngineSettings, Settings
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+PRODUCTS_TEMPLATE = TEMPLATES_DIR / "products.json"
+
+
+Entry = tuple[int, dict[str, Any] | None, str]  # (line number, document or None, error)
+
+
+class IndexingError(RuntimeError):
+    """The index cannot be created or the engine cannot be reached (the load cannot start)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    line: int
+    doc_id: str | None
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    index: str
+    indexed: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    created: bool = False
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.indexed + len(self.failures)
+
+
+def engine_client(settings: EngineSettings, url: str | None = None) -> httpx.Client:
+    headers = {"content-type": "application/json"}
+    auth: httpx.BasicAuth | None = None
+    if settings.api_key is not None:
+        headers["authorization"] = f"ApiKey {settings.api_key.get_secret_value()}"
+    elif settings.username is not None:
+        password = settings.password.get_secret_value() if settings.password else ""
+        auth = httpx.BasicAuth(settings.username, password)
+    verify: bool | str = str(settings.ca_file) if settings.ca_file else settings.verify_certs
+    return httpx.Client(
+        base_url=(url or settings.urls[0]).rstrip("/"),
+        headers=headers,
+        auth=auth,
+        verify=verify,
+        timeout=max(settings.request_timeout_s, 30.0),  # bulk requests take longer than searches
+        trust_env=False,
+    )
+
+
+def create_index(
+    client: httpx.Client,
+    index: str,
+    template: dict[str, Any],
+    *,
+    recreate: bool = False,
+    replicas: int | None = None,
+) -> bool:
+    """Create `index` from the template; False when it already exists (and is kept)."""
+    exists = _call(client, "HEAD", f"/{index}").status_code == 200
+    if exists and not recreate:
+        return False
+    if exists:
+        _check(_call(client, "DELETE", f"/{index}"), f"delete index {index!r}")
+    body = json.loads(json.dumps(template))  # a copy we may change
+    if replicas is not None:
+        body.setdefault("settings", {})["number_of_replicas"] = replicas
+    _check(_call(client, "PUT", f"/{index}", json=body), f"create index {index!r}")
+    return True
+
+
+def read_catalog(path: Path) -> Iterator[Entry]:
+    """(line number, document or None, error) for every non-empty line."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, None, f"not JSON: {exc.msg} at column {exc.colno}"
+                continue
+            if not isinstance(doc, dict):
+                yield number, None, f"not a JSON object but {type(doc).__name__}"
+                continue
+            yield number, doc, ""
+
+
+def bulk_load(
+    client: httpx.Client,
+    index: str,
+    entries: Iterable[Entry],
+    total: int,
+    *,
+    id_field: str = "id",
+    batch_size: int = 500,
+    progress: bool = True,
+) -> LoadReport:
+    report = LoadReport(index=index)
+    started = time.perf_counter()
+    batch: list[tuple[int, dict[str, Any]]] = []
+    with tqdm(total=total, unit="doc", desc=f"index {index}", disable=not progress) as bar:
+        for number, doc, error in entries:
+            if doc is None:
+                report.failures.append(Failure(number, None, error))
+                bar.update(1)
+                continue
+            batch.append((number, doc))
+            if len(batch) >= batch_size:
+                _send(client, index, batch, id_field, report)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            _send(client, index, batch, id_field, report)
+            bar.update(len(batch))
+    _check(_call(client, "POST", f"/{index}/_refresh"), f"refresh index {index!r}")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _send(
+    client: httpx.Client,
+    index: str,
+    batch: list[tuple[int, dict[str, Any]]],
+    id_field: str,
+    report: LoadReport,
+) -> None:
+    lines = []
+    for _, doc in batch:
+        action: dict[str, Any] = {"_index": index}
+        if doc.get(id_field) is not None:
+            action["_id"] = str(doc[id_field])
+        lines.append(json.dumps({"index": action}))
+        lines.append(json.dumps(doc, ensure_ascii=False))
+    response = _call(
+        client,
+        "POST",
+        "/_bulk",
+        content=("\n".join(lines) + "\n").encode(),
+        headers={"content-type": "application/x-ndjson"},
+    )
+    _check(response, "bulk load")
+    items = response.json().get("items", [])
+    for (number, doc), item in zip(batch, items, strict=True):
+        result: dict[str, Any] = next(iter(item.values()), {})
+        error = result.get("error")
+        if error is None:
+            report.indexed += 1
+            continue
+        reason = f"{error.get('type', '')}: {error.get('reason', '')}"
+        cause = error.get("caused_by") or {}
+        if cause.get("reason"):
+            reason += f" ({cause['reason']})"
+        doc_id = doc.get(id_field)
+        report.failures.append(Failure(number, str(doc_id) if doc_id is not None else None, reason))
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    try:
+        return client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise IndexingError(f"cannot reach the engine at {client.base_url}: {exc}") from exc
+
+
+def _check(response: httpx.Response, what: str) -> None:
+    if response.status_code < 300:
+        return
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        error = response.text[:300]
+    if isinstance(error, dict):
+        error = f"{error.get('type')}: {error.get('reason')}"
+    raise IndexingError(f"{what} failed ({response.status_code}): {error}")
+
+
+def load_template(path: Path | None = None) -> dict[str, Any]:
+    template_path = Path(path) if path else PRODUCTS_TEMPLATE
+    try:
+        loaded = json.loads(template_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise IndexingError(f"{template_path}: cannot read the index template: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise IndexingError(f"{template_path}: the index template must be a JSON object")
+    return loaded
+
+
+def index_catalog(
+    settings: EngineSettings,
+    catalog: Path | None = None,
+    *,
+    index: str | None = None,
+    template: Path | None = None,
+    recreate: bool = False,
+    replicas: int | None = None,
+    id_field: str = "id",
+    batch_size: int = 500,
+    progress: bool = True,
+) -> LoadReport:
+    """Create the index (unless it exists and `recreate` is off) and load the catalog (the
+    bundled demo catalog when none is given)."""
+    if catalog is None:
+        from sidecar.demo import CATALOG_PATH
+
+        catalog = CATALOG_PATH
+    name = index or settings.default_index
+    body = load_template(template)
+    with engine_client(settings) as client:
+        created = create_index(client, name, body, recreate=recreate, replicas=replicas)
+        with catalog.open(encoding="utf-8") as handle:
+            total = sum(1 for line in handle if line.strip())
+        report = bulk_load(
+            client,
+            name,
+            read_catalog(catalog),
+            total,
+            id_field=id_field,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    report.created = created
+    return report
+
+
+async def load_documents(
+    settings: Settings,
+    index: str,
+    docs: Sequence[Mapping[str, Any]],
+    *,
+    recreate: bool = False,
+    template: Path | None = None,
+) -> LoadReport:
+    """Create `index` and load in-memory documents (evaluation corpora); off the event loop."""
+
+    def load() -> LoadReport:
+        body = load_template(template)
+        entries = ((n, dict(doc), "") for n, doc in enumerate(docs, start=1))
+        with engine_client(settings.engine) as client:
+            created = create_index(client, index, body, recreate=recreate)
+            report = bulk_load(
+                client, index, entries, len(docs), id_field=settings.fields.id or "id"
+            )
+        report.created = created
+        return report
+
+    return await asyncio.to_thread(load)
+
+
+def run_index_command(
+    settings: Settings,
+    engine: str | None,
+    url: str | None,
+    catalog: Path | None,
+    index: str | None,
+    mapping: Path | None,
+    recreate: bool,
+    replicas: int | None,
+    batch_size: int,
+    progress: bool = True,
+) -> bool:
+    """`rerank-sidecar index`: load, print a summary and every refused document; False when a
+    document failed or the load could not start (the command then exits 1)."""
+    import click
+
+    from sidecar.demo import CATALOG_PATH
+
+    kind = engine or settings.engine.kind
+    if kind not in ("elasticsearch", "opensearch"):
+        raise click.ClickException(
+            f"engine.kind is {kind!r}: the embedded engine indexes its catalog at start-up; "
+            "give --engine elasticsearch|opensearch"
+        )
+    engine_settings = settings.engine
+    if url:
+        engine_settings = engine_settings.model_copy(update={"urls": [url]})
+    source = catalog or CATALOG_PATH
+    try:
+        report = index_catalog(
+            engine_settings,
+            source,
+            index=index,
+            template=mapping,
+            recreate=recreate,
+            replicas=replicas,
+            id_field=settings.fields.id or "id",
+            batch_size=batch_size,
+            progress=progress,
+        )
+    except IndexingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    where = engine_settings.urls[0]
+    state = "created" if report.created else "existing"
+    click.echo(
+        f"{kind} at {where}: {report.indexed} of {report.total} documents from {source} "
+        f"indexed into {state} index {report.index!r} in {report.seconds:.1f} s",
+        err=True,
+    )
+    for failure in sorted(report.failures, key=lambda f: f.line):
+        doc = f" (id {failure.doc_id})" if failure.doc_id else ""
+        click.echo(f"  line {failure.line}{doc}: {failure.reason}", err=True)
+    if report.failures:
+        click.echo(f"{len(report.failures)} documents refused", err=True)
+    return not report.failures
