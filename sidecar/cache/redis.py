@@ -1,5 +1,8 @@
 """Redis score cache: one MGET per request, pipelined SETEX writes, and a circuit breaker.
 
+Standalone, Cluster and Sentinel URLs work (see sidecar.cache.connect). On a cluster a request's
+keys fall into many hash slots, so the read is MGET per node (`mget_nonatomic`), still one call.
+
 When Redis fails, the breaker opens: for `cooldown_s` no request waits on a dead server, every
 lookup raises CacheUnavailable at once, and the pipeline scores without the cache. After the
 cooldown the next call tries Redis again; success closes the breaker, so it recovers by itself.
@@ -11,10 +14,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from sidecar.cache.base import CacheUnavailable
+from sidecar.cache.connect import connect, parse_redis_url
 
 
 class CircuitBreaker:
@@ -43,13 +46,8 @@ class RedisCache:
 
     def __init__(self, url: str, timeout_s: float = 0.25, cooldown_s: float = 5.0) -> None:
         self.url = url
-        self._client = aioredis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry_on_timeout=False,
-            health_check_interval=30,
-        )
+        self.target = parse_redis_url(url)
+        self._client, self._helpers = connect(self.target, timeout_s)
         self.breaker = CircuitBreaker(cooldown_s)
         self.hits = 0
         self.misses = 0
@@ -58,7 +56,10 @@ class RedisCache:
     async def get_many(self, keys: Sequence[str]) -> list[float | None]:
         if not keys:
             return []
-        raw = await self._guarded(self._client.mget(list(keys)))
+        if self.target.mode == "cluster":
+            raw = await self._guarded(self._client.mget_nonatomic(list(keys)))
+        else:
+            raw = await self._guarded(self._client.mget(list(keys)))
         out = [float(v) if v is not None else None for v in raw]
         found = sum(v is not None for v in out)
         self.hits += found
@@ -74,10 +75,29 @@ class RedisCache:
         await self._guarded(pipe.execute())
 
     async def delete_prefix(self, prefix: str) -> int:
-        deleted = 0
-        async for key in self._client.scan_iter(match=prefix + "*", count=1000):
-            deleted += int(await self._guarded(self._client.delete(key)))
+        """Delete every key under `prefix` (SCAN, then UNLINK in batches); the number deleted.
+        Raises CacheUnavailable when Redis cannot be reached."""
+        if not self.breaker.allow():
+            raise CacheUnavailable(f"redis circuit open (cooldown {self.breaker.cooldown_s}s)")
+        pattern = _glob_escape(prefix) + "*"
+        deleted, batch = 0, []
+        try:
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += await self._unlink(batch)
+                    batch = []
+        except (RedisError, OSError) as exc:
+            self.errors += 1
+            self.breaker.failure()
+            raise CacheUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from exc
+        if batch:
+            deleted += await self._unlink(batch)
         return deleted
+
+    async def _unlink(self, keys: list[bytes]) -> int:
+        # RedisCluster splits a multi-key UNLINK by hash slot itself
+        return int(await self._guarded(self._client.unlink(*keys)))
 
     async def ping(self) -> bool:
         try:
@@ -101,6 +121,7 @@ class RedisCache:
     def stats(self) -> dict[str, Any]:
         return {
             "kind": self.name,
+            "mode": self.target.mode,
             "hits": self.hits,
             "misses": self.misses,
             "errors": self.errors,
@@ -109,3 +130,10 @@ class RedisCache:
 
     async def close(self) -> None:
         await self._client.aclose()
+        for helper in self._helpers:
+            await helper.aclose()
+
+
+def _glob_escape(text: str) -> str:
+    """`text` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

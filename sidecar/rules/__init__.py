@@ -1,7 +1,14 @@
 """Merchandiser rules: YAML schema, the pure engine, and the store that loads and reloads."""
 
 from sidecar.rules.engine import Candidate, Fired, Outcome, Ranked, apply
-from sidecar.rules.loader import LoadedRules, Problem, RulesError, load_rules, parse_rules
+from sidecar.rules.loader import (
+    LoadedRules,
+    Problem,
+    RulesError,
+    check_rules,
+    load_rules,
+    parse_rules,
+)
 from sidecar.rules.schema import RulesFile
 
 __all__ = [
@@ -14,6 +21,7 @@ __all__ = [
     "RulesError",
     "RulesFile",
     "apply",
+    "check_rules",
     "load_rules",
     "parse_rules",
 ]

@@ -6,8 +6,8 @@ Pure apart from reading the one file it is given: `parse_rules(text, name)` does
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
-from sidecar.errors import ConfigError
-from sidecar.rules.schema import RulesFile
+from sidecar.errors import ConfigError, InvalidRequest
+from sidecar.rules.schema import RulesFile, fields_read
+from sidecar.rules.variants import DEFAULT, assign
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,27 @@ class RulesError(ConfigError):
 
 @dataclass(frozen=True)
 class LoadedRules:
+    """One validated rules file, or one variant of it (`rules` then holds the variant's rules)."""
+
     rules: RulesFile
-    version: str  # short content hash: what a response reports as `rules_version`
+    version: str  # what a response reports as `rules_version`: "<variant>@<content hash>"
     source: str
+    digest: str = ""  # short content hash of the file
+    variant: str = DEFAULT
+
+    def select(self, name: str | None, user_key: str | None = None) -> LoadedRules:
+        """The rules for a request: variant `name`, else by the stable hash of `user_key`,
+        else the default. An unknown name is the caller's error (422, field `rules`)."""
+        if name is None:
+            name = assign(self.rules.variants, user_key) if user_key is not None else DEFAULT
+        if name == DEFAULT:
+            return self
+        if name not in {v.name for v in self.rules.variants}:
+            known = ", ".join([DEFAULT, *(v.name for v in self.rules.variants)])
+            raise InvalidRequest(f"unknown rules variant {name!r}; known: {known}", field="rules")
+        return replace(
+            self, rules=self.rules.variant(name), version=f"{name}@{self.digest}", variant=name
+        )
 
 
 def load_rules(path: Path) -> LoadedRules:
@@ -75,8 +94,40 @@ def parse_rules(text: str, name: str = "<rules>") -> LoadedRules:
         rules = RulesFile.model_validate(_plain(tree))
     except ValidationError as exc:
         raise RulesError(_problems(exc, tree, name)) from exc
-    version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return LoadedRules(rules=rules, version=version, source=name)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return LoadedRules(rules=rules, version=f"{DEFAULT}@{digest}", source=name, digest=digest)
+
+
+SCORE_FIELDS = frozenset({"model_score", "engine_score", "blended_score"})
+
+
+def check_rules(text: str, name: str, known_fields: Collection[str] | None = None) -> list[Problem]:
+    """Every problem of a rules text: validation errors, then (given the field map's business
+    fields) conditions on fields the documents do not carry. Empty when the file is good."""
+    try:
+        loaded = parse_rules(text, name)
+    except RulesError as exc:
+        return exc.problems
+    if known_fields is None:
+        return []
+    tree = YAML(typ="rt").load(text)
+    known = SCORE_FIELDS | set(known_fields)
+    problems = []
+    for keys, names in fields_read(loaded.rules).items():
+        unknown = sorted(names - known)
+        if unknown:
+            line, col, path = _locate(tree, keys)
+            problems.append(
+                Problem(
+                    name,
+                    line,
+                    col,
+                    path,
+                    f"field {', '.join(map(repr, unknown))} is not in the field map "
+                    f"(fields.business: {', '.join(sorted(known_fields))})",
+                )
+            )
+    return problems
 
 
 def _plain(node: Any) -> Any:
@@ -139,5 +190,7 @@ def _reason(err: Any) -> str:
         return f"missing required key {err['loc'][-1]!r}"
     if kind == "literal_error" and err["loc"][-1] == "version":
         return "version must be 1"
+    if kind == "model_type":
+        return f"expected a mapping, got {type(err.get('input')).__name__}"
     message = str(err["msg"])
     return message.removeprefix("Value error, ")

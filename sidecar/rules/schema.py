@@ -4,23 +4,44 @@
     blend: {model_weight: 0.8, engine_weight: 0.2, engine_normalization: minmax}
     drop:
       below_model_score: 0.4
+      when: {field: in_stock, eq: false}
     boosts:
       - name: best-sellers
         when: {all: [{field: model_score, gte: 0.75}, {field: sales, gte: 1000}]}
         multiply: 1.2
+        scope: {category: [Footwear], query: {glob: "*boots*"}}
+    pins:
+      - {name: hero-boot, query: {is: hiking boots}, id: P001, position: 1}
+    buries:
+      - {name: refurbished-last, when: {field: condition, eq: refurbished}}
     bands: [{name: strong, gte: 0.75}, {name: medium, gte: 0.55}, {name: weak, gte: 0.0}]
+    variants:
+      - {name: strong-boost, share: 0.1, boosts: [...]}   # replaces the sections it names
 
 Conditions read `model_score`, `engine_score` (normalized), `blended_score`, or any business field
-of the field map.
+of the field map. Query patterns match the normalized query text, case-insensitively.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import fnmatch
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 Scalar = str | int | float | bool
+
+CATEGORY_FIELD = "category"  # the business field a `scope.category` reads
+SECTIONS = ("blend", "drop", "boosts", "pins", "buries", "bands")  # what a variant may replace
 
 
 class _Strict(BaseModel):
@@ -51,9 +72,75 @@ class AnyOf(_Strict):
     any: list[Condition]
 
 
-Condition = FieldCondition | AllOf | AnyOf
+def _condition_kind(value: Any) -> str:
+    """Pick the condition's type by its key, so that errors speak of that type alone (a plain
+    union would also report why the value is not an `all` and not an `any`)."""
+    if isinstance(value, dict):
+        keys = set(value)
+    elif isinstance(value, BaseModel):
+        keys = set(type(value).model_fields)
+    else:
+        return "FieldCondition"  # not a mapping: that member's error says so
+    if "all" in keys:
+        return "AllOf"
+    return "AnyOf" if "any" in keys else "FieldCondition"
+
+
+# Tags are type names: the loader leaves capitalized parts out of an error's path.
+Condition = Annotated[
+    Annotated[FieldCondition, Tag("FieldCondition")]
+    | Annotated[AllOf, Tag("AllOf")]
+    | Annotated[AnyOf, Tag("AnyOf")],
+    Discriminator(_condition_kind),
+]
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
+
+
+class QueryPattern(_Strict):
+    """Which queries a rule is for: exactly one of `is` (the whole query), `glob` or `regex`
+    (searched anywhere). All compare the normalized query text, ignoring case."""
+
+    is_: str | None = Field(None, alias="is")
+    glob: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> QueryPattern:
+        given = [v for v in (self.is_, self.glob, self.regex) if v is not None]
+        if len(given) != 1:
+            raise ValueError("a query pattern needs exactly one of is, glob, regex")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from exc
+        return self
+
+    def compiled(self) -> re.Pattern[str]:
+        if self.regex is not None:
+            return re.compile(self.regex, re.IGNORECASE)
+        if self.glob is not None:
+            return re.compile(fnmatch.translate(self.glob.casefold()), re.IGNORECASE)
+        return re.compile(re.escape(" ".join((self.is_ or "").split())) + r"\Z", re.IGNORECASE)
+
+
+class Scope(_Strict):
+    """Where a rule applies: hits of these categories and/or queries matching these patterns."""
+
+    category: list[str] | None = None
+    query: list[QueryPattern] | None = None
+
+    @field_validator("category", "query", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if value is not None and not isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _something(self) -> Scope:
+        if not self.category and not self.query:
+            raise ValueError("a scope needs category or query")
+        return self
 
 
 class Blend(_Strict):
@@ -71,18 +158,45 @@ class Blend(_Strict):
 class Drop(_Strict):
     below_model_score: float | None = Field(0.4, ge=0, le=1)
     when: Condition | None = None  # also drop hits matching this condition
+    scope: Scope | None = None  # `when` applies only within this scope
 
 
 class Boost(_Strict):
-    name: str
+    name: str = Field(min_length=1)
     when: Condition
     multiply: float = Field(1.0, gt=0)
     add: float = 0.0
+    scope: Scope | None = None
 
     @model_validator(mode="after")
     def _has_effect(self) -> Boost:
         if self.multiply == 1.0 and self.add == 0.0:
             raise ValueError("a boost needs multiply (not 1) or add (not 0)")
+        return self
+
+
+class Pin(_Strict):
+    """Put product `id` at `position` (1-based) for matching queries, whatever its score.
+    A pinned hit is never dropped; a pin only moves hits that are in the rerank window."""
+
+    name: str = Field(min_length=1)
+    query: QueryPattern
+    id: str = Field(min_length=1)
+    position: int = Field(ge=1)
+
+
+class Bury(_Strict):
+    """Move matching hits below every other hit (they keep their order among themselves)."""
+
+    name: str = Field(min_length=1)
+    when: Condition | None = None
+    ids: list[str] | None = None
+    scope: Scope | None = None
+
+    @model_validator(mode="after")
+    def _selects(self) -> Bury:
+        if self.when is None and not self.ids:
+            raise ValueError("a bury needs when or ids")
         return self
 
 
@@ -98,20 +212,60 @@ DEFAULT_BANDS = (
 )
 
 
-class RulesFile(_Strict):
-    version: Literal[1]
+class _Sections(_Strict):
+    """The sections a rule set has; a variant gives any of them to replace the base's."""
+
     blend: Blend = Blend()
     drop: Drop = Drop()
     boosts: list[Boost] = []
+    pins: list[Pin] = []
+    buries: list[Bury] = []
     bands: list[Band] = list(DEFAULT_BANDS)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> RulesFile:
-        names = [b.name for b in self.boosts]
+    def _unique_names(self) -> _Sections:
+        rules: list[Boost | Pin | Bury] = [*self.boosts, *self.pins, *self.buries]
+        names = [r.name for r in rules]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"boost names must be unique: {', '.join(dupes)}")
+            raise ValueError(f"rule names must be unique: {', '.join(dupes)}")
+        positions: dict[tuple[QueryPattern, int], str] = {}
+        for pin in self.pins:
+            key = (pin.query, pin.position)
+            if key in positions:
+                raise ValueError(
+                    f"pins {positions[key]} and {pin.name} take the same position for one query"
+                )
+            positions[key] = pin.name
         return self
+
+
+class Variant(_Sections):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    share: float = Field(0.0, ge=0, le=1)  # traffic share for stable-hash assignment
+
+
+class RulesFile(_Sections):
+    version: Literal[1]
+    variants: list[Variant] = []
+
+    @model_validator(mode="after")
+    def _variants_fit(self) -> RulesFile:
+        names = [v.name for v in self.variants]
+        if "default" in names:
+            raise ValueError("'default' names the base rules; give the variant another name")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique: {', '.join(dupes)}")
+        if sum(v.share for v in self.variants) > 1.0 + 1e-9:
+            raise ValueError("variant shares add up to more than 1")
+        return self
+
+    def variant(self, name: str) -> RulesFile:
+        """The rules of variant `name`: the base with the sections the variant gives replaced."""
+        chosen = next(v for v in self.variants if v.name == name)
+        replaced = {s: getattr(chosen, s) for s in SECTIONS if s in chosen.model_fields_set}
+        return self.model_copy(update={**replaced, "variants": []})
 
 
 def field_names(condition: Condition | None) -> set[str]:
@@ -122,3 +276,21 @@ def field_names(condition: Condition | None) -> set[str]:
         return {condition.field}
     parts: list[Any] = condition.all if isinstance(condition, AllOf) else condition.any
     return set().union(*(field_names(c) for c in parts)) if parts else set()
+
+
+def fields_read(rules: RulesFile) -> dict[tuple[str | int, ...], set[str]]:
+    """Business fields read by each rule, keyed by the rule's path in the file (variants too)."""
+    out: dict[tuple[str | int, ...], set[str]] = {}
+    sets: list[tuple[tuple[str | int, ...], _Sections]] = [((), rules)]
+    sets += [(("variants", i), v) for i, v in enumerate(rules.variants)]
+    for prefix, part in sets:
+        out[(*prefix, "drop")] = field_names(part.drop.when) | _scope_fields(part.drop.scope)
+        for i, boost in enumerate(part.boosts):
+            out[(*prefix, "boosts", i)] = field_names(boost.when) | _scope_fields(boost.scope)
+        for i, bury in enumerate(part.buries):
+            out[(*prefix, "buries", i)] = field_names(bury.when) | _scope_fields(bury.scope)
+    return {path: names for path, names in out.items() if names}
+
+
+def _scope_fields(scope: Scope | None) -> set[str]:
+    return {CATEGORY_FIELD} if scope is not None and scope.category else set()

@@ -1,16 +1,16 @@
 """The live rules: loaded at start, swapped whole on reload, the last good version kept.
 
 A request takes one `LoadedRules` reference at its start and uses only that, so a reload can
-never hand it half of one version and half of another.
+never hand it half of one version and half of another: the swap is one attribute assignment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
-from sidecar.errors import InvalidRequest
 from sidecar.rules.loader import LoadedRules, Problem, RulesError, load_rules
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,8 @@ class RuleStore:
         self.path = Path(path) if path else DEFAULT_RULES
         self.current: LoadedRules = load_rules(self.path)  # start-up: a bad file stops the start
         self.last_errors: list[Problem] = []
+        self.loaded_at = time.time()
+        self.rejected_at: float | None = None
         self._mtime = self._stat()
 
     def reload(self) -> LoadedRules:
@@ -30,14 +32,17 @@ class RuleStore:
         try:
             loaded = load_rules(self.path)
         except RulesError as exc:
-            self.last_errors = exc.problems
-            log.error("rules reload rejected", extra={"problems": [str(p) for p in exc.problems]})
+            self.last_errors, self.rejected_at = exc.problems, time.time()
+            log.error(
+                "rules reload rejected; the last good rules stay live:\n%s",
+                "\n".join(str(p) for p in exc.problems),
+            )
             raise
-        self.current, self.last_errors = loaded, []
-        log.info("rules reloaded", extra={"rules_version": loaded.version})
+        self.current, self.last_errors, self.loaded_at = loaded, [], time.time()
+        log.info("rules reloaded: %s", loaded.version)
         return loaded
 
-    def _stat(self) -> float:
+    def _stat(self) -> int:
         try:
             return self.path.stat().st_mtime_ns
         except OSError:
@@ -56,8 +61,25 @@ class RuleStore:
                     pass  # logged and kept in last_errors; the last good rules stay live
 
     def variant(self, name: str | None, user_key: str | None = None) -> LoadedRules:
-        """The rules a request runs with. Only the live default exists until variants are
-        configured; asking for another name is the caller's error."""
-        if name in (None, "default"):
-            return self.current
-        raise InvalidRequest(f"unknown rules variant {name!r}; known: default", field="rules")
+        """The rules a request runs with: variant `name`, else by the stable hash of
+        `user_key`, else the default (see LoadedRules.select)."""
+        return self.current.select(name, user_key)
+
+    def describe(self) -> dict[str, object]:
+        """What GET /admin/rules shows."""
+        live = self.current
+        return {
+            "version": live.version,
+            "digest": live.digest,
+            "source": live.source,
+            "loaded_at": self.loaded_at,
+            "variants": [{"name": "default", "share": _default_share(live)}]
+            + [{"name": v.name, "share": v.share} for v in live.rules.variants],
+            "last_errors": [str(p) for p in self.last_errors],
+            "rules": live.rules.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "rejected_at": self.rejected_at,
+        }
+
+
+def _default_share(live: LoadedRules) -> float:
+    return round(max(0.0, 1.0 - sum(v.share for v in live.rules.variants)), 9)

@@ -111,7 +111,8 @@ def test_ties_keep_engine_order() -> None:
 
 def test_default_rules_file_validates() -> None:
     loaded = parse_rules(DEFAULT_RULES.read_text())
-    assert loaded.rules.drop.below_model_score == 0.4 and len(loaded.version) == 12
+    assert loaded.rules.drop.below_model_score == 0.4 and len(loaded.digest) == 12
+    assert loaded.version == f"default@{loaded.digest}"
 
 
 @pytest.mark.parametrize(

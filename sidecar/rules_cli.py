@@ -1,0 +1,114 @@
+"""`rerank-sidecar rules check|preview`: a merchandiser's tools for a rules file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import click
+
+from sidecar.errors import ConfigError
+
+_CONFIG = click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Sidecar settings (field map; for preview also engine, model and the live rules).",
+)
+
+
+@click.group("rules")
+def rules() -> None:
+    """Check and preview merchandising rules files."""
+
+
+@rules.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_CONFIG
+def check(file: Path, config: Path | None) -> None:
+    """Validate FILE; print each error as file:line:col: path: reason (exit 1 on errors).
+    With --config, conditions must read fields of the configured field map."""
+    from sidecar.config import load_settings
+    from sidecar.rules.loader import Problem, check_rules
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        click.echo(str(Problem(str(file), 1, 1, "", f"cannot read file: {exc.strerror}")))
+        raise SystemExit(1) from exc
+    known = None
+    if config is not None:
+        try:
+            known = load_settings(config).fields.business
+        except ConfigError as exc:
+            raise click.ClickException(exc.message) from exc
+    problems = check_rules(text, str(file), known)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        click.echo(f"{len(problems)} error(s) in {file}", err=True)
+        raise SystemExit(1)
+    click.echo(f"{file}: ok")
+
+
+@rules.command("preview")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--query", "queries", multiple=True, required=True, help="A query (repeatable).")
+@click.option("--size", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--window", type=click.IntRange(min=1), default=None)
+@click.option("--variant", default=None, help="Preview this variant of FILE.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@_CONFIG
+def preview_command(
+    file: Path,
+    queries: tuple[str, ...],
+    size: int,
+    window: int | None,
+    variant: str | None,
+    as_json: bool,
+    config: Path | None,
+) -> None:
+    """Run queries with the live rules and with FILE; show both orders side by side."""
+    from sidecar.preview import render_text
+    from sidecar.rules.loader import RulesError, load_rules
+
+    try:
+        candidate = load_rules(file)
+    except RulesError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem))
+        raise SystemExit(1) from exc
+    try:
+        if variant:
+            candidate = candidate.select(variant)
+        results = asyncio.run(_preview(candidate, list(queries), size, window, config))
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from exc
+    except Exception as exc:  # e.g. an unknown variant, an engine that is down
+        message = getattr(exc, "message", str(exc))
+        raise click.ClickException(f"{exc.__class__.__name__}: {message}") from exc
+    click.echo(json.dumps(results, indent=2) if as_json else render_text(results))
+
+
+async def _preview(
+    candidate: object, queries: list[str], size: int, window: int | None, config: Path | None
+) -> list[dict[str, object]]:
+    from sidecar.app import build_services
+    from sidecar.config import load_settings
+    from sidecar.preview import preview
+    from sidecar.rules.loader import LoadedRules
+
+    assert isinstance(candidate, LoadedRules)
+    settings = load_settings(config)
+    services = build_services(settings)
+    try:
+        await services.scorer.load()
+        if not services.scorer.state.ready:
+            raise ConfigError(f"model did not load: {services.scorer.state.reason}")
+        return await preview(services, candidate, queries, size, window)
+    finally:
+        await services.pipeline.drain()
+        await services.scorer.close()
+        await services.cache.close()
+        await services.backend.close()
