@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, JSON-lines logs with request ids, the request middleware."""

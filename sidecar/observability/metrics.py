@@ -1,0 +1,360 @@
+"""Prometheus metrics, one registry per app (several apps in one process never clash).
+
+Lower layers never import prometheus. The numbers come from three places:
+
+- after a request: the HTTP middleware observes route/status/latency, and the search route hands
+  its `SearchOutcome` to `observe_search` (stage timings, rerank status, cache hits/misses);
+- at scrape time: `ServicesCollector` reads what the parts already keep (`cache.stats()`,
+  `rules.current.version`, `scorer.state`, and `scorer.stats()` when a scorer offers one);
+- by hand-over: a part that wants to report events as they happen (the micro-batcher, the image
+  loader) gets a small observer object with plain methods, through its `observe_with(observer)`
+  hook when it has one (`Metrics.attach`). See `BatchObserver` and `ImageObserver`.
+- until the micro-batcher takes an observer, `refresh()` (run by GET /metrics before it renders)
+  reads `scorer.batcher.stats` (batches, pairs, out-of-memory retries, new batch sizes into the
+  histogram) and the batcher's queue length. Queue wait needs the observer hook.
+
+Labels are small fixed sets: route templates, status codes, stage names, reason buckets.
+Never query text, product ids or raw error messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from sidecar.pipeline import SearchOutcome
+    from sidecar.services import Services
+
+# Latency buckets in seconds: a reranked search lives between a few ms (warm cache) and the
+# deadline (2 s by default).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+WAIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+WINDOW_BUCKETS = (0, 10, 25, 50, 100, 150, 200, 500)
+
+# `SearchOutcome.timings` keys -> stage label.
+STAGES = {
+    "engine_ms": "engine",
+    "documents_ms": "documents",
+    "cache_get_ms": "cache_get",
+    "images_ms": "images",
+    "model_ms": "model",
+    "cache_set_ms": "cache_set",
+    "rules_ms": "rules",
+    "total_ms": "total",
+}
+
+REASONS = ("none", "deadline", "model_not_ready", "model_failed", "overloaded", "other")
+IMAGE_REASONS = (
+    "too_large",
+    "timeout",
+    "not_found",
+    "forbidden",
+    "corrupt",
+    "http_error",
+    "other",
+)
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+def reason_bucket(reason: str) -> str:
+    """A degraded answer's free-text reason -> one of REASONS (the label stays small)."""
+    text = reason.lower()
+    if not text:
+        return "none"
+    if "deadline" in text or "did not finish" in text:
+        return "deadline"
+    if text.startswith("model not ready"):
+        return "model_not_ready"
+    if "overloaded" in text or "queue is full" in text:
+        return "overloaded"
+    if text.startswith("model failed") or "fail" in text:
+        return "model_failed"
+    return "other"
+
+
+def image_reason_bucket(reason: str) -> str:
+    """An image loader's failure reason -> one of IMAGE_REASONS."""
+    text = reason.lower()
+    for bucket, words in (
+        ("too_large", ("large", "size", "pixels", "bytes")),
+        ("timeout", ("timeout", "timed out", "deadline")),
+        ("forbidden", ("forbidden", "private", "not allowed", "blocked", "scheme")),
+        ("not_found", ("404", "not found", "missing")),
+        ("corrupt", ("corrupt", "decode", "cannot identify", "truncated", "invalid image")),
+        ("http_error", ("http", "status", "connect")),
+    ):
+        if any(w in text for w in words):
+            return bucket
+    return "other"
+
+
+class BatchObserver:
+    """What a micro-batcher reports, with plain calls (no prometheus types cross the seam):
+    `batch(size, queue_wait_s)` once per forward pass (queue wait = time the oldest pair of the
+    batch waited), `queue_depth(n)` whenever the queue length changes."""
+
+    def __init__(self, sizes: Histogram, wait: Histogram, depth: Gauge) -> None:
+        self._sizes, self._wait, self._depth = sizes, wait, depth
+
+    def batch(self, size: int, queue_wait_s: float) -> None:
+        self._sizes.observe(size)
+        self._wait.observe(max(queue_wait_s, 0.0))
+
+    def queue_depth(self, depth: int) -> None:
+        self._depth.set(depth)
+
+
+class ImageObserver:
+    """What an image loader reports: `fetched()` per image loaded, `failed(reason)` per image
+    that could not be (the reason is bucketed here, so any text is safe to pass)."""
+
+    def __init__(self, images: Counter) -> None:
+        self._images = images
+
+    def fetched(self, count: int = 1) -> None:
+        self._images.labels(result="ok").inc(count)
+
+    def failed(self, reason: str) -> None:
+        self._images.labels(result=image_reason_bucket(reason)).inc()
+
+
+class Metrics:
+    """Every collector of one app, on the app's own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "sidecar_http_requests",
+            "HTTP requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sidecar_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status code.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "sidecar_http_requests_in_flight", "HTTP requests being served.", registry=r
+        )
+        self.stage = Histogram(
+            "sidecar_stage_duration_seconds",
+            "Time spent per search stage (engine, documents, cache_get, images, model, "
+            "cache_set, rules, total).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.rerank = Counter(
+            "sidecar_rerank",
+            "Searches by rerank status (ok, partial, fallback) and reason bucket.",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "sidecar_cache_lookups",
+            "Pair-score cache lookups by result (hit, miss), counted per pair.",
+            ["result"],
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "sidecar_cache_requests",
+            "Searches by cache status (ok, unavailable, disabled).",
+            ["status"],
+            registry=r,
+        )
+        self.window = Histogram(
+            "sidecar_rerank_window_documents",
+            "Documents in the rerank window per search.",
+            buckets=WINDOW_BUCKETS,
+            registry=r,
+        )
+        self.document_flags = Counter(
+            "sidecar_documents_image_failed",
+            "Window documents scored on text alone because their image failed, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "sidecar_model_batch_size",
+            "Pairs per model forward pass.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "sidecar_model_queue_wait_seconds",
+            "Time a pair waited in the scoring queue before its forward pass.",
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "sidecar_model_queue_depth", "Pairs waiting in the scoring queue.", registry=r
+        )
+        self.images = Counter(
+            "sidecar_images",
+            "Images loaded for scoring by result (ok or a failure reason bucket).",
+            ["result"],
+            registry=r,
+        )
+        self.batch_observer = BatchObserver(self.batch_size, self.queue_wait, self.queue_depth)
+        self.image_observer = ImageObserver(self.images)
+        self._services: Callable[[], Services | None] = lambda: None
+        self._sizes_seen = 0
+        r.register(ServicesCollector(lambda: self._services()))
+
+    def attach(self, services: Services) -> None:
+        """Read `services` at scrape time and hand observers to the parts that take them."""
+        self._services = lambda: services
+        for part, observer in (
+            (services.scorer, self.batch_observer),
+            (getattr(services.scorer, "batcher", None), self.batch_observer),
+            (services.pipeline.images, self.image_observer),
+        ):
+            hook = getattr(part, "observe_with", None)
+            if callable(hook):
+                hook(observer)
+
+    def detach(self) -> None:
+        self._services = lambda: None
+
+    def refresh(self) -> None:
+        """Pull what the micro-batcher keeps (see the module docstring) into the collectors."""
+        services = self._services()
+        batcher = getattr(services.scorer, "batcher", None) if services else None
+        stats = getattr(batcher, "stats", None)
+        sizes = getattr(stats, "sizes", None)
+        if batcher is None or sizes is None or hasattr(batcher, "observe_with"):
+            return
+        if self._sizes_seen > len(sizes):  # the batcher started over
+            self._sizes_seen = 0
+        for size in sizes[self._sizes_seen :]:
+            self.batch_size.observe(size)
+        self._sizes_seen = len(sizes)
+        queue = getattr(batcher, "_queue", None)  # no public queue length yet
+        if queue is not None:
+            self.queue_depth.set(len(queue))
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        labels = {"route": route, "method": method, "status": str(status)}
+        self.requests.labels(**labels).inc()
+        self.latency.labels(**labels).observe(seconds)
+
+    def observe_search(self, outcome: SearchOutcome) -> None:
+        """Stage timings, rerank status, cache hits/misses and image failures of one search."""
+        for key, stage in STAGES.items():
+            ms = outcome.timings.get(key)
+            if ms is not None:
+                self.stage.labels(stage=stage).observe(ms / 1000)
+        report = outcome.report
+        self.rerank.labels(status=report.status, reason=reason_bucket(report.reason)).inc()
+        self.cache_lookups.labels(result="hit").inc(report.cache_hits)
+        self.cache_lookups.labels(result="miss").inc(report.cache_misses)
+        self.cache_requests.labels(status=report.cache_status).inc()
+        self.window.observe(outcome.window)
+        for flags in report.flags.values():
+            for flag in flags:
+                if flag.startswith("image_failed"):
+                    reason = flag.partition(":")[2]
+                    self.document_flags.labels(reason=image_reason_bucket(reason)).inc()
+
+
+class ServicesCollector(Collector):
+    """Scrape-time numbers read from the running parts: cache counters and breaker state,
+    live rules version, model readiness, and the scorer's own `stats()` when it has one."""
+
+    def __init__(self, services: Callable[[], Services | None]) -> None:
+        self._services = services
+
+    def describe(self) -> list[Any]:
+        return []  # dynamic: collected only while an app is running
+
+    def collect(self) -> Iterator[Any]:
+        services = self._services()
+        if services is None:
+            return
+        yield from _cache_families(services.cache.stats())
+        yield from _rules_families(services)
+        yield from _model_families(services)
+
+
+def _cache_families(stats: Mapping[str, Any]) -> Iterator[Any]:
+    kind = str(stats.get("kind", "unknown"))
+    errors = CounterMetricFamily(
+        "sidecar_cache_errors", "Cache operations that failed (client side).", labels=["cache"]
+    )
+    errors.add_metric([kind], float(stats.get("errors", 0)))
+    yield errors
+    backend = CounterMetricFamily(
+        "sidecar_cache_backend_lookups",
+        "Keys looked up in the cache backend, by result, as the cache itself counts them.",
+        labels=["cache", "result"],
+    )
+    backend.add_metric([kind, "hit"], float(stats.get("hits", 0)))
+    backend.add_metric([kind, "miss"], float(stats.get("misses", 0)))
+    yield backend
+    breaker = GaugeMetricFamily(
+        "sidecar_cache_breaker_state",
+        "Cache circuit breaker: 1 for the current state (closed, open, half_open).",
+        labels=["cache", "state"],
+    )
+    current = stats.get("breaker", "closed")
+    for state in BREAKER_STATES:
+        breaker.add_metric([kind, state], 1.0 if state == current else 0.0)
+    yield breaker
+
+
+def _rules_families(services: Services) -> Iterator[Any]:
+    info = InfoMetricFamily("sidecar_rules", "The live rules version.")
+    info.add_metric([], {"version": str(services.rules.current.version)})
+    yield info
+    problems = GaugeMetricFamily(
+        "sidecar_rules_reload_errors",
+        "Problems in the last rejected rules reload (0 when the file on disk is live).",
+    )
+    problems.add_metric([], float(len(getattr(services.rules, "last_errors", []))))
+    yield problems
+
+
+def _model_families(services: Services) -> Iterator[Any]:
+    scorer = services.scorer
+    ready = GaugeMetricFamily(
+        "sidecar_model_ready", "1 when the model is loaded and warm.", labels=["model"]
+    )
+    ready.add_metric([scorer.model_id], 1.0 if scorer.state.ready else 0.0)
+    yield ready
+    stats_of = getattr(scorer, "stats", None)
+    stats = stats_of() if callable(stats_of) else {}
+    batch_stats = getattr(getattr(scorer, "batcher", None), "stats", None)
+    if batch_stats is not None and not stats:
+        stats = {
+            key: getattr(batch_stats, key)
+            for key in ("batches", "pairs", "oom_retries")
+            if hasattr(batch_stats, key)
+        }
+    if not isinstance(stats, Mapping):
+        return
+    if "queue_depth" in stats:
+        depth = GaugeMetricFamily(
+            "sidecar_model_queue_pairs", "Pairs waiting for the model, as the scorer reports."
+        )
+        depth.add_metric([], float(stats["queue_depth"]))
+        yield depth
+    for key, help_text in (
+        ("batches", "Forward passes run."),
+        ("pairs", "Pairs scored by forward passes."),
+        ("oom_retries", "Batches split in halves after running out of memory."),
+    ):
+        if key in stats:
+            family = CounterMetricFamily(f"sidecar_model_{key}", help_text)
+            family.add_metric([], float(stats[key]))
+            yield family
