@@ -1,0 +1,146 @@
+"""POST /api/explain: which parts of one product drive its score for a query.
+
+Leave-one-out over fragments: the product is scored whole, then once without each selling point
+and once without each title word, all in one batched scorer call (through the pipeline, so the
+cache is used). A fragment's delta is `full score - score without it`: positive when the fragment
+helps, negative when it hurts. Cheap and model-agnostic; it explains the model, not the rules.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, model_validator
+
+from sidecar.api.deps import ServicesDep
+from sidecar.api.models import QueryObject, _Body
+from sidecar.api.search import parse_query
+from sidecar.documents import Document, make_document
+from sidecar.errors import InvalidRequest, ModelNotReady, ScoringFailed
+from sidecar.rules.engine import band_of
+
+router = APIRouter()
+
+MAX_SELLING_POINTS = 32
+MAX_TITLE_WORDS = 64
+
+
+class ExplainProduct(_Body):
+    title: str = Field("", max_length=1024)
+    selling_points: list[str] = Field([], max_length=MAX_SELLING_POINTS)
+    # A URL, or an uploaded image as a data: URL (the playground's upload).
+    image_url: str | None = Field(None, max_length=16 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _something(self) -> ExplainProduct:
+        url = self.image_url or ""
+        if len(url) > 4096 and not url.startswith("data:image/"):
+            raise ValueError("image_url is longer than 4096 characters")
+        self.selling_points = [p.strip() for p in self.selling_points if p.strip()]
+        self.title = " ".join(self.title.split())
+        if not self.title and not self.selling_points and not self.image_url:
+            raise ValueError("a product needs a title, selling points or an image_url")
+        if len(self.title.split()) > MAX_TITLE_WORDS:
+            raise ValueError(f"title has more than {MAX_TITLE_WORDS} words")
+        return self
+
+
+class ExplainRequest(_Body):
+    query: str | QueryObject
+    product: ExplainProduct
+    instruction: str | None = Field(None, max_length=1024)
+    timeout_ms: int | None = Field(None, ge=1)
+
+
+class Fragment(BaseModel):
+    kind: str  # selling_point | title_word
+    index: int  # position among the selling points, or among the title's words
+    text: str
+    score_without: float
+    delta: float  # full score - score without this fragment
+
+
+class ExplainResponse(BaseModel):
+    score: float
+    band: str
+    model: str
+    fragments: list[Fragment]
+    flags: list[str]  # about the whole product, e.g. an image that could not be used
+    cache: dict[str, Any]
+    timings: dict[str, float]
+
+
+def variants(product: ExplainProduct) -> tuple[list[Document], list[tuple[str, int, str]]]:
+    """The whole product first, then one document per left-out fragment, with what was left out."""
+    images = (product.image_url,) if product.image_url else ()
+    words = product.title.split()
+    points = product.selling_points
+
+    def doc(title: str, selling_points: list[str]) -> Document:
+        base = make_document("", title, selling_points, images)
+        # The content hash names the variant, so identical variants share a cache entry.
+        return make_document(f"explain:{base.content_hash}", title, selling_points, images)
+
+    documents = [doc(product.title, points)]
+    removed: list[tuple[str, int, str]] = []
+    for i, point in enumerate(points):
+        documents.append(doc(product.title, points[:i] + points[i + 1 :]))
+        removed.append(("selling_point", i, point))
+    if len(words) > 1 or points or images:  # a one-word title alone has nothing left to score
+        for i, word in enumerate(words):
+            documents.append(doc(" ".join(words[:i] + words[i + 1 :]), points))
+            removed.append(("title_word", i, word))
+    return documents, removed
+
+
+@router.post("/api/explain", response_model=ExplainResponse)
+async def explain(body: ExplainRequest, services: ServicesDep) -> dict[str, Any]:
+    scorer = services.scorer
+    query = parse_query(body.query, services.normalizer)
+    if not query.text and not scorer.reads_images:
+        raise InvalidRequest(
+            f"the scorer {scorer.model_id} reads text only: give query text", field="query.text"
+        )
+    if not scorer.state.ready:
+        state = scorer.state
+        raise ModelNotReady(
+            f"model {scorer.model_id} is {state.status}"
+            + (f": {state.reason}" if state.reason else ""),
+            progress=state.progress,
+        )
+    limits = services.settings.limits
+    timeout_ms = body.timeout_ms if body.timeout_ms is not None else limits.default_timeout_ms
+    if timeout_ms > limits.max_timeout_ms:
+        raise InvalidRequest(
+            f"timeout_ms {timeout_ms} is above the maximum {limits.max_timeout_ms}",
+            field="timeout_ms",
+        )
+    documents, removed = variants(body.product)
+    instruction = body.instruction or services.settings.scorer.instruction
+    report = await services.pipeline.score(
+        query, documents, instruction, time.perf_counter() + timeout_ms / 1000
+    )
+    if report.status != "ok":
+        raise ScoringFailed(report.reason, model=scorer.model_id)
+    scores = [float(s) for s in report.scores if s is not None]
+    full = scores[0]
+    fragments = [
+        Fragment(kind=kind, index=i, text=text, score_without=without, delta=full - without)
+        for (kind, i, text), without in zip(removed, scores[1:], strict=True)
+    ]
+    fragments.sort(key=lambda f: -abs(f.delta))
+    return {
+        "score": full,
+        "band": band_of(services.rules.current.rules, full),
+        "model": scorer.model_id,
+        "fragments": fragments,
+        "flags": report.flags.get(0, []),
+        "cache": {
+            "status": report.cache_status,
+            "hits": report.cache_hits,
+            "misses": report.cache_misses,
+        },
+        "timings": report.timings,
+    }
