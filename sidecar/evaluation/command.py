@@ -13,13 +13,17 @@ from tqdm import tqdm
 from sidecar.config import Settings
 from sidecar.evaluation import report as report_mod
 from sidecar.evaluation.data import Dataset
-from sidecar.evaluation.runner import SEARCH_FIELDS, corpus_documents, evaluate
+from sidecar.evaluation.runner import EVAL_FIELDS, SEARCH_FIELDS, corpus_documents, evaluate
 from sidecar.services import Services
 
 
 async def run_eval(dataset: Dataset, settings: Settings, out: Path) -> dict[str, Any]:
     from sidecar.app import build_services
 
+    # The corpus has its own fields (title, description): search and read those, on any engine.
+    settings = settings.model_copy(update={
+        "engine": settings.engine.model_copy(update={"search_fields": SEARCH_FIELDS}),
+        "fields": EVAL_FIELDS})
     services = build_services(settings)
     try:
         click.echo(f"loading model {services.scorer.model_id} ...", err=True)
@@ -35,8 +39,8 @@ async def run_eval(dataset: Dataset, settings: Settings, out: Path) -> dict[str,
         def step(result: Any) -> None:
             gains.append(result.metrics["reranked"]["ndcg@10"]
                          - result.metrics["engine"]["ndcg@10"])
+            bar.set_postfix(mean_gain=f"{sum(gains) / len(gains):+.3f}", refresh=False)
             bar.update(1)
-            bar.set_postfix(mean_gain=f"{sum(gains) / len(gains):+.3f}")
 
         results = await evaluate(dataset, services, index, progress=step)
         bar.close()

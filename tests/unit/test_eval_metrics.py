@@ -4,8 +4,14 @@ import math
 
 import pytest
 
-from sidecar.evaluation.metrics import (bootstrap_ci, gain, mrr_best, ndcg_at,
-                                        paired_permutation_p, recall_at)
+from sidecar.evaluation.metrics import (
+    bootstrap_ci,
+    gain,
+    mrr_best,
+    ndcg_at,
+    paired_permutation_p,
+    recall_at,
+)
 
 LABELS = {"a": 4, "b": 3, "c": 1, "d": 2}
 
