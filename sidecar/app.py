@@ -19,10 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sidecar import wiring
-from sidecar.api import health, rerank, search
+from sidecar.api import admin, engine_compat, health, rerank, search, v1_rerank
+from sidecar.api import explain as explain_api
+from sidecar.api import metrics as metrics_api
+from sidecar.api import ui as ui_api
 from sidecar.config import Settings
 from sidecar.documents import from_hit
 from sidecar.errors import SidecarError, status_for
+from sidecar.observability.metrics import Metrics
+from sidecar.observability.middleware import RequestMiddleware
 from sidecar.pipeline import Pipeline
 from sidecar.query import Normalizer
 from sidecar.rules.store import RuleStore
@@ -46,6 +51,7 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         cache_prefix=settings.cache.prefix,
         cache_ttl_s=settings.cache.ttl_s,
         engine_share=settings.limits.engine_share,
+        images=wiring.build_image_loader(settings, scorer),
     )
     return Services(
         settings=settings,
@@ -69,6 +75,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, scorer)
         app.state.services = services
+        metrics.attach(services)  # scrape-time reads and observer hand-over
         load = asyncio.create_task(_load_unless_ready(services.scorer))
         services.tasks.append(load)
         if wait_for_model:
@@ -81,6 +88,7 @@ def create_app(
         try:
             yield
         finally:
+            metrics.detach()
             for task in services.tasks:
                 task.cancel()
             await asyncio.gather(*services.tasks, return_exceptions=True)
@@ -89,11 +97,22 @@ def create_app(
                 await services.scorer.close()
             await services.cache.close()
             await services.backend.close()
+            if services.pipeline.images is not None:
+                await services.pipeline.images.close()
 
+    metrics = Metrics()  # per app: several apps in one process keep separate numbers
     app = FastAPI(title="rerank sidecar", version=_version(), lifespan=lifespan)
+    app.state.metrics = metrics
+    app.add_middleware(RequestMiddleware, metrics=metrics, log_queries=settings.log_queries)
+    app.include_router(metrics_api.router)
     app.include_router(health.router)
     app.include_router(search.router)
     app.include_router(rerank.router)
+    app.include_router(v1_rerank.router)
+    app.include_router(admin.router)
+    app.include_router(explain_api.router)
+    app.include_router(ui_api.router)
+    app.include_router(engine_compat.router)  # last: /{index}/_search must not shadow others
     _install_error_handlers(app)
     return app
 
@@ -105,15 +124,23 @@ async def _load_unless_ready(scorer: Scorer) -> None:
 
 async def _warm_catalog(services: Services, load: asyncio.Task[None]) -> None:
     """Embedded mode knows its whole catalog: encode it once in the background so that the
-    first searches are warm. Engines in production are warmed with `rerank-sidecar warm`."""
+    first searches are warm; /readyz shows the progress. Engines in production are warmed with
+    `rerank-sidecar warm`."""
     await load
     warm = getattr(services.scorer, "warm_documents", None)
     docs_of = getattr(services.backend, "all_documents", None)
     if warm is None or docs_of is None or not services.scorer.state.ready:
         return
     documents = [from_hit(hit, services.settings.fields) for hit in docs_of()]
-    count = await asyncio.to_thread(warm, documents)
-    log.info("catalog warm-up done", extra={"documents": count})
+    progress = services.warmup
+    progress.update(state="running", done=0, total=len(documents))
+
+    def report(done: int) -> None:
+        progress["done"] = done
+
+    await asyncio.to_thread(warm, documents, progress=report)
+    progress["state"] = "done"
+    log.info("catalog warm-up done", extra={"documents": len(documents)})
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -84,6 +84,14 @@ class ScorerSettings(_Strict):
     min_pixels: int = Field(4 * 28 * 28, ge=28 * 28)
     remote_url: str | None = None
     remote_timeout_s: float = Field(10.0, gt=0)
+    remote_model: str | None = None  # the `model` field sent to the remote /v1/rerank
+    # lychee micro-batching: a batch holds at most batch_size pairs and max_batch_tokens
+    # (longest pair x pairs); requests wait at most max_wait_ms for company; a queue longer
+    # than max_queue pairs answers 429.
+    max_batch_tokens: int = Field(16_384, ge=256)
+    max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    max_queue: int = Field(4096, ge=1)
+    attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = None  # None: auto
 
 
 class ImageSettings(_Strict):

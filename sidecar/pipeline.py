@@ -22,6 +22,7 @@ from es_integration.backends.base import Filter, Hit, SearchBackend
 from sidecar import documents as docs_mod
 from sidecar.cache.base import CacheUnavailable, ScoreCache
 from sidecar.cache.keys import pair_key
+from sidecar.cache.singleflight import SingleFlight
 from sidecar.config import FieldMap
 from sidecar.documents import Document
 from sidecar.errors import EngineTimeout, InvalidRequest
@@ -36,8 +37,11 @@ class ImageLoader(Protocol):
     """Loads images for scorers that read them (sidecar.scoring.images implements it)."""
 
     async def load_many(self, refs: Sequence[str | bytes]) -> tuple[dict[str, Any], dict[str, str]]:
-        """(images by ref key, failure reason by ref key)."""
+        """(images by ref key, failure reason by ref key). A URL or path is its own key;
+        bytes (a base64 query image) are keyed by `Query.image_hash`."""
         ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class ScoreReport:
     cache_status: str = "ok"  # ok | unavailable | disabled
     flags: dict[int, list[str]] = field(default_factory=dict)  # document position -> flags
     timings: dict[str, float] = field(default_factory=dict)
+    error: Exception | None = None  # what the scorer raised, for routes that must not degrade
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class SearchOutcome:
     rules_version: str
     timings: dict[str, float]
     engine: str
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the engine's extras (aggregations...)
 
 
 class Pipeline:
@@ -112,6 +118,7 @@ class Pipeline:
         self.engine_share = engine_share
         self.images = images
         self._background: set[asyncio.Task[Any]] = set()
+        self.flights: SingleFlight[list[float]] = SingleFlight()  # identical misses: one call
 
     async def search(self, p: SearchParams) -> SearchOutcome:
         started = time.perf_counter()
@@ -150,7 +157,7 @@ class Pipeline:
             )
             for i, (hit, doc) in enumerate(zip(window_hits, documents, strict=True))
         ]
-        outcome = apply(rules.rules, candidates)
+        outcome = apply(rules.rules, candidates, p.query.text)
         position = {c.id: i for i, c in enumerate(candidates)}
         ordered = [
             PageHit(
@@ -181,6 +188,7 @@ class Pipeline:
             rules_version=rules.version,
             timings=timings,
             engine=self.backend.name,
+            raw=result.raw,
         )
 
     async def score(
@@ -225,8 +233,10 @@ class Pipeline:
         t2 = time.perf_counter()
         if self.images is not None and self.scorer.reads_images:
             report.timings["images_ms"] = _ms(t1, t2)
-        task = asyncio.create_task(
-            self.scorer.score(query, [documents[i] for i in misses], instruction, images)
+        flight = (tuple(keys[i] for i in misses), frozenset(text_only))
+        task = self.flights.task(
+            flight,
+            lambda: self.scorer.score(query, [documents[i] for i in misses], instruction, images),
         )
         # Only scores the model saw with the product's image are cacheable.
         storable = {keys[i]: j for j, i in enumerate(misses) if i not in text_only}
@@ -243,6 +253,7 @@ class Pipeline:
             return report
         except Exception as exc:  # the model's failure degrades the answer, never fails it
             log.warning("scoring failed", exc_info=True)
+            report.error = exc
             _degrade(report, f"model failed: {exc.__class__.__name__}: {exc}")
             return report
         finally:
@@ -296,6 +307,14 @@ class Pipeline:
             refs.append(query.image_url)
         images, failures = await self.images.load_many(refs)
         text_only: set[int] = set()
+        query_key = query.image_url or query.image_hash
+        if query.has_image and query_key in failures:
+            # Every pair was scored without the query's image: flag them all, cache none.
+            for pos in positions:
+                report.flags.setdefault(pos, []).append(
+                    f"query_image_failed: {failures[query_key]}"
+                )
+                text_only.add(pos)
         for doc, pos in zip(documents, positions, strict=True):
             if doc.image_url and doc.image_url in failures:
                 report.flags.setdefault(pos, []).append(f"image_failed: {failures[doc.image_url]}")

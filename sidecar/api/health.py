@@ -32,6 +32,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "progress": state.progress,
             "model": services.scorer.model_id,
             "device": state.device,
+            "reads_images": services.scorer.reads_images,
             "warmup": services.warmup,
         },
         "engine": {"ready": engine_ok, "kind": services.backend.name},

@@ -63,6 +63,11 @@ class SearchRequest(_Body):
     user_key: str | None = Field(
         None, max_length=256, description="stable key (user/session) for variant assignment"
     )
+    raw_query: dict[str, Any] | None = Field(
+        None,
+        description="an engine search body ({'query': {...}, ...}) run instead of the built "
+        "multi_match (Elasticsearch/OpenSearch only); `query` is still what the model scores",
+    )
 
 
 class RerankDocument(_Body):

@@ -15,7 +15,7 @@ from sidecar.api.deps import ServicesDep
 from sidecar.api.models import RerankDocument, RerankRequest, RerankResponse, RerankResult
 from sidecar.api.search import parse_query
 from sidecar.documents import Document, make_document
-from sidecar.errors import InvalidRequest, ModelNotReady, ScoringFailed
+from sidecar.errors import InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.pipeline import ScoreReport
 from sidecar.rules.engine import band_of
 from sidecar.services import Services
@@ -90,6 +90,8 @@ async def score_pairs(services: Services, body: RerankRequest) -> ScoreReport:
     report = await services.pipeline.score(
         query, documents, instruction, time.perf_counter() + timeout_s
     )
+    if isinstance(report.error, Overloaded):
+        raise report.error  # 429: the queue is full, the caller should retry
     if report.status != "ok":
         raise ScoringFailed(report.reason, model=services.scorer.model_id)
     return report

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from es_integration.backends.base import Filter, RangeFilter, TermFilter
 from sidecar.api.deps import ServicesDep
 from sidecar.api.models import Filters, QueryObject, SearchRequest
 from sidecar.errors import InvalidRequest
+from sidecar.observability.middleware import remember_search
 from sidecar.pipeline import PageHit, SearchOutcome, SearchParams
 from sidecar.query import Normalizer, Query
 from sidecar.services import Services
@@ -18,9 +19,10 @@ router = APIRouter()
 
 
 @router.post("/search")
-async def search(body: SearchRequest, services: ServicesDep) -> dict[str, Any]:
+async def search(body: SearchRequest, services: ServicesDep, request: Request) -> dict[str, Any]:
     params = search_params(body, services)
     outcome = await services.pipeline.search(params)
+    remember_search(request, outcome, params.query.text)  # metrics and the request's log line
     return render(outcome, params, body.explain, services)
 
 
@@ -76,6 +78,7 @@ def search_params(body: SearchRequest, services: Services) -> SearchParams:
         instruction=body.instruction or services.settings.scorer.instruction,
         timeout_s=timeout_ms / 1000,
         rules=rules,
+        raw_query=body.raw_query,
     )
 
 

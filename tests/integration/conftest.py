@@ -26,3 +26,30 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
+
+
+# Real Elasticsearch / OpenSearch: scripts/test starts each once per run and exports its URL.
+ENGINE_URL_VARS = {"elasticsearch": "ES_URL", "opensearch": "OPENSEARCH_URL"}
+
+
+@pytest.fixture(scope="session", params=sorted(ENGINE_URL_VARS))
+def engine(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(kind, url) of a running engine with the demo catalog in `products`; every test that
+    uses it runs once per engine."""
+    from es_integration.indexing import index_catalog
+    from sidecar.config import EngineSettings
+    from sidecar.demo import CATALOG_PATH, load_catalog
+
+    kind: str = request.param
+    url = os.environ.get(ENGINE_URL_VARS[kind])
+    if not url:
+        pytest.skip(
+            f"{kind}: {ENGINE_URL_VARS[kind]} is not set (scripts/test starts the engine and "
+            f"sets it; or: python -m es_integration.engines start {kind})"
+        )
+    import httpx
+
+    count = httpx.get(f"{url}/products/_count", trust_env=False, timeout=10)
+    if count.status_code != 200 or count.json()["count"] != len(load_catalog()):
+        index_catalog(EngineSettings(urls=[url]), CATALOG_PATH, recreate=True, progress=False)
+    return kind, url

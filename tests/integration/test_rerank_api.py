@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.scoring.base import ModelState
+from tests.doubles import NeverReadyScorer, OverloadedScorer
 
 
 def test_results_sorted_with_request_positions(client) -> None:
@@ -71,27 +71,8 @@ def test_health_and_readiness(client) -> None:
     assert body["model"]["status"] == "ready" and body["engine"]["kind"] == "embedded"
 
 
-class LoadingScorer:
-    """A scorer that never finishes loading: the one state a real model is in only briefly."""
-
-    model_id = "never-ready"
-    reads_images = False
-
-    def __init__(self) -> None:
-        self.state = ModelState(status="loading", progress=0.3)
-
-    async def load(self) -> None:
-        return None
-
-    async def score(self, *args, **kwargs):
-        raise AssertionError("not reached")
-
-    async def close(self) -> None:
-        return None
-
-
 def test_readiness_names_the_model_while_loading(client_factory) -> None:
-    c = client_factory(scorer=LoadingScorer())
+    c = client_factory(scorer=NeverReadyScorer())
     r = c.get("/readyz")
     assert r.status_code == 503 and r.json()["not_ready"] == ["model"]
     assert c.get("/healthz").status_code == 200
@@ -100,3 +81,11 @@ def test_readiness_names_the_model_while_loading(client_factory) -> None:
     assert body["rerank_status"] == "fallback" and "model not ready (loading" in body["reason"]
     r = c.post("/api/rerank", json={"query": "x", "documents": ["a"]})
     assert r.status_code == 503 and r.json()["error"] == "model_not_ready"
+
+
+def test_full_queue_is_429_on_rerank_and_fallback_on_search(client_factory) -> None:
+    c = client_factory(scorer=OverloadedScorer())
+    r = c.post("/api/rerank", json={"query": "x", "documents": ["a"]})
+    assert r.status_code == 429 and r.json()["error"] == "overloaded"
+    body = c.post("/search", json={"query": "yoga mat"}).json()
+    assert body["rerank_status"] == "fallback" and "Overloaded" in body["reason"]
