@@ -38,13 +38,6 @@ def to_documents(items: list[str | RerankDocument]) -> list[Document]:
 
 @router.post("/api/rerank", response_model=RerankResponse)
 async def rerank(body: RerankRequest, services: ServicesDep) -> dict[str, Any]:
-    limit = services.settings.limits.max_rerank_documents
-    if not body.documents:
-        raise InvalidRequest("documents is empty", field="documents")
-    if len(body.documents) > limit:
-        raise InvalidRequest(
-            f"{len(body.documents)} documents; at most {limit} per request", field="documents"
-        )
     report = await score_pairs(services, body)
     scores = [s for s in report.scores if s is not None]
     order = sorted(range(len(scores)), key=lambda i: -scores[i])
@@ -71,6 +64,13 @@ async def rerank(body: RerankRequest, services: ServicesDep) -> dict[str, Any]:
 
 async def score_pairs(services: Services, body: RerankRequest) -> ScoreReport:
     """Scores for every document of the request, or ModelNotReady / ScoringFailed."""
+    limit = services.settings.limits.max_rerank_documents
+    if not body.documents:
+        raise InvalidRequest("documents is empty", field="documents")
+    if len(body.documents) > limit:
+        raise InvalidRequest(
+            f"{len(body.documents)} documents; at most {limit} per request", field="documents"
+        )
     query = parse_query(body.query, services.normalizer)
     if not query.text and not services.scorer.reads_images:
         raise InvalidRequest(

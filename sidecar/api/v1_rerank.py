@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sidecar.api.deps import ServicesDep
 from sidecar.api.models import QueryObject, RerankDocument, RerankRequest
 from sidecar.api.rerank import score_pairs
-from sidecar.errors import InvalidRequest
 
 router = APIRouter()
 
@@ -65,13 +64,6 @@ class V1RerankRequest(_Body):
 
 @router.post("/v1/rerank")
 async def v1_rerank(body: V1RerankRequest, services: ServicesDep) -> dict[str, Any]:
-    limit = services.settings.limits.max_rerank_documents
-    if not body.documents:
-        raise InvalidRequest("documents is empty", field="documents")
-    if len(body.documents) > limit:
-        raise InvalidRequest(
-            f"{len(body.documents)} documents; at most {limit} per request", field="documents"
-        )
     report = await score_pairs(services, as_rerank_request(body))
     scores = [s if s is not None else 0.0 for s in report.scores]
     order = sorted(range(len(scores)), key=lambda i: -scores[i])[: body.top_n]

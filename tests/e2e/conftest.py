@@ -28,6 +28,7 @@ from sidecar.query import Query
 from sidecar.scoring.base import ModelState
 from sidecar.scoring.minilm import MiniLMScorer
 from tests.conftest import make_settings
+from tests.doubles import NeverReadyScorer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -123,24 +124,13 @@ class StuckLoadingScorer:
         return None
 
 
-class FailedScorer:
+FAILED_REASON = "not enough GPU memory: needs 18.0 GiB, 5.2 GiB free on cuda:0"
+
+
+def failed_scorer() -> NeverReadyScorer:
     """A model that could not load, with the reason the sidecar gives (as Lychee does on OOM)."""
-
-    reads_images = True
-    model_id = "lychee-rerank-mm"
-    REASON = "not enough GPU memory: needs 18.0 GiB, 5.2 GiB free on cuda:0"
-
-    def __init__(self) -> None:
-        self.state = ModelState(status="failed", reason=self.REASON, device="cuda:0")
-
-    async def load(self) -> None:
-        return None
-
-    async def score(self, *args: Any, **kwargs: Any) -> list[float]:
-        raise RuntimeError(self.REASON)
-
-    async def close(self) -> None:
-        return None
+    return NeverReadyScorer("lychee-rerank-mm", status="failed", reason=FAILED_REASON,
+                            progress=0.0)
 
 
 # ---- a real sidecar on a free port, in a background thread ----------------------------------
@@ -205,7 +195,7 @@ def loading_sidecar() -> Iterator[LiveSidecar]:
 
 @pytest.fixture
 def failed_sidecar() -> Iterator[LiveSidecar]:
-    scorer = FailedScorer()
+    scorer = failed_scorer()
     live = start_sidecar(create_app(make_settings(), scorer=scorer), scorer)
     yield live
     stop_sidecar(live)

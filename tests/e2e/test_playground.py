@@ -14,7 +14,7 @@ import pytest
 
 from sidecar.config import ECOMMERCE_INSTRUCTION
 from sidecar.demo import IMAGES_DIR, load_queries
-from tests.e2e.conftest import FailedScorer, LiveSidecar
+from tests.e2e.conftest import FAILED_REASON, LiveSidecar
 
 pytestmark = pytest.mark.e2e
 
@@ -286,7 +286,7 @@ def test_model_not_available_shows_the_reason(
 ) -> None:
     page = open_page(failed_sidecar.url)
     page.wait_for_selector("#banner[data-kind=failed]")
-    assert FailedScorer.REASON in page.inner_text("#banner-text")
+    assert FAILED_REASON in page.inner_text("#banner-text")
     assert "failed" in page.inner_text("#status")
     # Search still answers in the engine's order and says why.
     page.click("#tab-search")

@@ -23,32 +23,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sidecar.app import create_app
-from sidecar.scoring.base import ModelState
 from tests.conftest import make_settings
+from tests.doubles import NeverReadyScorer
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.redis
 
 QUERY = "waterproof hiking boots"
-
-
-class StillLoadingScorer:
-    """A fresh replica's model that has not finished loading: it must never be asked to score."""
-
-    reads_images = False
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-        self.state = ModelState(status="loading", progress=0.1)
-
-    async def load(self) -> None:
-        return None
-
-    async def score(self, *args: Any, **kwargs: Any) -> list[float]:
-        raise AssertionError("a replica served from the shared cache must not score")
-
-    async def close(self) -> None:
-        return None
 
 
 def scores_by_id(body: dict[str, Any]) -> dict[str, float]:
@@ -72,7 +53,7 @@ def test_second_replica_is_served_from_the_first_ones_cache(
     assert scores_by_id(b) == scores_by_id(a)
 
     # A replica whose model is still loading answers fully reranked from the shared cache.
-    cold = client_factory(scorer=StillLoadingScorer(minilm.model_id), cache=cache)
+    cold = client_factory(scorer=NeverReadyScorer(minilm.model_id, progress=0.1), cache=cache)
     c = cold.post("/search", json=request).json()
     assert c["rerank_status"] == "ok" and c["cache"]["hits"] == 40
     assert scores_by_id(c) == scores_by_id(a)
