@@ -27,25 +27,9 @@ from typing import Any
 import httpx
 
 from bench.search_latency import demo_queries, percentile, summarize
-from bench.server import serving
+from bench.server import rss_mb, serving_process
 
 RESULTS = Path(__file__).with_name("results")
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _wait_warm(client: httpx.Client) -> None:
-    for _ in range(2400):
-        if client.get("/readyz").json()["model"].get("warmup", {}).get("state") in ("done",
-                                                                                    "none"):
-            return
-        time.sleep(0.25)
 
 
 def _timed_pass(client: httpx.Client, queries: list[str], repeat: int,
@@ -55,7 +39,7 @@ def _timed_pass(client: httpx.Client, queries: list[str], repeat: int,
     for _ in range(repeat):
         for text in queries:
             t0 = time.perf_counter()
-            r = client.post("/search", json={"query": text, "window": 100, "timeout_ms": 60_000})
+            r = client.post("/search", json={"query": text, "window": 100, "timeout_ms": 30_000})
             samples.append((time.perf_counter() - t0) * 1000)
             r.raise_for_status()
             if overhead is not None:  # everything but the engine call and the model
@@ -67,7 +51,6 @@ def _timed_pass(client: httpx.Client, queries: list[str], repeat: int,
 def end_to_end(url: str, queries: list[str], rounds: int, label: str) -> dict[str, Any]:
     overhead: list[float] = []
     with httpx.Client(base_url=url, timeout=120) as client:
-        _wait_warm(client)
         cold, cold_qps = _timed_pass(client, queries, 1)
         warm, warm_qps = _timed_pass(client, queries, rounds, overhead)
     return {"engine": label,
@@ -110,15 +93,20 @@ def scorer_vs_baseline(queries: list[str], rounds: int) -> dict[str, Any]:
             "speedup_p50": base_p50 / ours_p50 if ours_p50 else float("inf")}
 
 
-async def _load(url: str, clients: int, requests: int, queries: list[str]) -> dict[str, Any]:
+async def _load(url: str, clients: int, requests: int, queries: list[str],
+                fresh: str = "") -> dict[str, Any]:
+    """`requests` searches from `clients` concurrent clients. `fresh` (a tag): every query is
+    new (tag, level and number appended), so each request needs the model; otherwise queries
+    repeat (warm cache)."""
     latencies: list[float] = []
     counter = iter(range(requests))
 
     async def worker(client: httpx.AsyncClient) -> None:
         for n in counter:
             t0 = time.perf_counter()
-            r = await client.post("/search", json={"query": queries[n % len(queries)],
-                                                   "window": 100, "timeout_ms": 60_000})
+            text = queries[n % len(queries)] + (f" {fresh}{clients}n{n}" if fresh else "")
+            r = await client.post("/search", json={"query": text,
+                                                   "window": 100, "timeout_ms": 30_000})
             r.raise_for_status()
             latencies.append((time.perf_counter() - t0) * 1000)
 
@@ -132,16 +120,17 @@ async def _load(url: str, clients: int, requests: int, queries: list[str]) -> di
             "p99_ms": percentile(latencies, 99)}
 
 
-def concurrency_sweep(url: str, queries: list[str], levels: list[int],
-                      per_level: int) -> list[dict[str, Any]]:
-    return [asyncio.run(_load(url, clients, max(per_level, clients * 4), queries))
+def concurrency_sweep(url: str, queries: list[str], levels: list[int], per_level: int,
+                      fresh: str = "") -> list[dict[str, Any]]:
+    return [asyncio.run(_load(url, clients, max(per_level, clients * 4), queries, fresh))
             for clients in levels]
 
 
-def memory(url: str, queries: list[str], requests: int) -> dict[str, Any]:
-    before = _rss_mb()
+def memory(url: str, pid: int, queries: list[str], requests: int) -> dict[str, Any]:
+    """The sidecar process's resident memory before and after `requests` searches."""
+    before = rss_mb(pid)
     asyncio.run(_load(url, 8, requests, queries))
-    after = _rss_mb()
+    after = rss_mb(pid)
     return {"requests": requests, "rss_before_mb": before, "rss_after_mb": after,
             "growth_mb": after - before}
 
@@ -169,7 +158,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     ax = axes[0]
     names, p50, p95 = [], [], []
-    for e2e in report["end_to_end"]:
+    for e2e in (e for e in report["end_to_end"] if "skipped" not in e):
         for case in ("cold", "warm"):
             names.append(f"{e2e['engine']}\n{case}")
             p50.append(e2e[case]["p50_ms"])
@@ -209,9 +198,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def run(quick: bool, engine: str | None) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sidecar.app import create_app
-    from sidecar.config import Settings
-
     n_queries, rounds = (30, 2) if quick else (80, 5)
     queries = demo_queries(n_queries)
     levels = [1, 2, 4, 8, 16, 32, 64]
@@ -221,17 +207,25 @@ def run(quick: bool, engine: str | None) -> dict[str, Any]:
                                           "python": platform.python_version()},
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "end_to_end": [], "concurrency": []}
-    print("== end to end, embedded default", flush=True)
-    app = create_app(Settings(rules={"watch": False}), wait_for_model=True)
-    with serving(app) as url:
+    base = {"rules": {"watch": False}}
+    print("== end to end, embedded default (sidecar in its own process)", flush=True)
+    with serving_process(base) as (url, pid):
         report["end_to_end"].append(end_to_end(url, queries, rounds, "embedded"))
-        print("== concurrency sweep", flush=True)
-        report["concurrency"].append({"name": "embedded, warm",
+        print("== concurrency sweep: warm cache, then new queries (micro-batching on)", flush=True)
+        report["concurrency"].append({"name": "warm cache", "levels": concurrency_sweep(
+            url, queries, levels, per_level)})
+        report["concurrency"].append({"name": "new queries, micro-batching on",
                                       "levels": concurrency_sweep(url, queries, levels,
-                                                                  per_level)})
+                                                                  per_level, fresh="on")})
         print("== memory", flush=True)
-        report["memory"] = memory(url, queries, 2_000 if quick else 10_000)
+        report["memory"] = memory(url, pid, queries, 2_000 if quick else 10_000)
+    print("== concurrency sweep: new queries, micro-batching off", flush=True)
+    with serving_process({**base, "scorer": {"micro_batching": False}}) as (url, _):
+        report["concurrency"].append({"name": "new queries, micro-batching off",
+                                      "levels": concurrency_sweep(url, queries, levels,
+                                                                  per_level, fresh="off")})
     if engine:
+        print(f"== end to end, {engine}", flush=True)
         report["end_to_end"].append(_engine_part(engine, queries, rounds))
     print("== CPU scorer vs sentence-transformers baseline", flush=True)
     report["scorer_vs_baseline"] = scorer_vs_baseline(queries, 20 if quick else 50)
@@ -241,25 +235,26 @@ def run(quick: bool, engine: str | None) -> dict[str, Any]:
 
 
 def _engine_part(engine: str, queries: list[str], rounds: int) -> dict[str, Any]:
-    """The same end-to-end run against a real engine started here (cached download)."""
+    """The same end-to-end run against a real engine started here (cached download). Its
+    documents were never seen by the scorer, so "cold" here also encodes documents."""
     import tempfile
 
     from es_integration.engines import start, stop
     from es_integration.indexing import index_catalog
-    from sidecar.app import create_app
-    from sidecar.config import EngineSettings, Settings
+    from sidecar.config import EngineSettings
 
     state = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    state.chmod(0o755)  # the engine runs as its own user, which must enter this folder
     try:
         node = start(engine, state)
     except Exception as exc:  # the engine part is optional: say why it was skipped
         return {"engine": engine, "skipped": f"could not start {engine}: {exc}"}
     try:
-        settings = Settings(engine=EngineSettings(kind=engine, urls=[node["url"]]),
-                            rules={"watch": False})
-        index_catalog(settings.engine, recreate=True)
-        app = create_app(settings, wait_for_model=True)
-        with serving(app) as url:
+        fields = {"title": 3.0, "selling_points": 1.5, "brand.text": 2.0, "category.text": 1.0}
+        index_catalog(EngineSettings(kind=engine, urls=[node["url"]]), recreate=True)
+        settings = {"rules": {"watch": False},
+                    "engine": {"kind": engine, "urls": [node["url"]], "search_fields": fields}}
+        with serving_process(settings) as (url, _):
             return end_to_end(url, queries, rounds, engine)
     finally:
         stop(engine, state)

@@ -1,15 +1,23 @@
-"""Run a sidecar app on a free 127.0.0.1 port in a background thread (benchmarks, e2e tests)."""
+"""Run a sidecar on a free 127.0.0.1 port for benchmarks: in a thread of this process, or in
+a process of its own."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
+import yaml
 from fastapi import FastAPI
 
 
@@ -42,3 +50,49 @@ def serving(app: FastAPI, ready_timeout_s: float = 120.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def serving_process(settings: dict[str, Any], ready_timeout_s: float = 180.0
+                    ) -> Iterator[tuple[str, int]]:
+    """Run `rerank-sidecar serve` with `settings` in its own process (so a load generator in
+    this one does not share its interpreter); yields (base URL, pid) once it is ready and its
+    catalog warm-up is done."""
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="bench-sidecar-"))
+    config = folder / "settings.yaml"
+    config.write_text(yaml.safe_dump({**settings, "port": port}), encoding="utf-8")
+    log = (folder / "sidecar.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(config)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while not _ready_and_warm(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sidecar did not become ready; see {folder / 'sidecar.log'}")
+            time.sleep(0.25)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _ready_and_warm(url: str) -> bool:
+    try:
+        r = httpx.get(f"{url}/readyz", timeout=2)
+    except httpx.HTTPError:
+        return False
+    state = r.json().get("model", {}).get("warmup", {}).get("state")
+    return r.status_code == 200 and state in ("done", "none")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")

@@ -89,6 +89,7 @@ class ScorerSettings(_Strict):
     # (longest pair x pairs); requests wait at most max_wait_ms for company; a queue longer
     # than max_queue pairs answers 429.
     max_batch_tokens: int = Field(16_384, ge=256)
+    micro_batching: bool = True  # minilm: encode the queries of concurrent requests together
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     max_queue: int = Field(4096, ge=1)
     attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = None  # None: auto

@@ -53,7 +53,14 @@ def build_scorer(settings: Settings) -> Scorer:
     if scorer.kind == "minilm":
         from sidecar.scoring.minilm import MiniLMScorer
 
-        return MiniLMScorer(scorer.model_path, scorer.max_doc_chars, scorer.batch_size)
+        return MiniLMScorer(
+            scorer.model_path,
+            scorer.max_doc_chars,
+            scorer.batch_size,
+            micro_batching=scorer.micro_batching,
+            max_wait_ms=scorer.max_wait_ms,
+            max_queue=scorer.max_queue,
+        )
     if scorer.kind == "lychee":
         from sidecar.scoring.lychee import LycheeScorer
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sidecar.scoring.base import ModelState
+from sidecar.scoring.batching import MicroBatcher
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -62,6 +63,9 @@ class MiniLMScorer:
         max_doc_chars: int = 512,
         batch_size: int = 64,
         doc_cache_size: int = 200_000,
+        micro_batching: bool = True,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 4096,
     ) -> None:
         self.model_path = model_path
         self.model_id = (
@@ -73,6 +77,13 @@ class MiniLMScorer:
         self._model: Any = None
         self._docs = _Lru(doc_cache_size)
         self._queries = _Lru(10_000)
+        # Concurrent requests hand their (query, document) pairs to one worker, so the queries
+        # of many requests are encoded in one forward pass instead of one pass each.
+        self.batcher: MicroBatcher[tuple[str, Document]] | None = (
+            MicroBatcher(self._forward, max_batch=max_queue, max_tokens=max_queue,
+                         max_wait_s=max_wait_ms / 1000, max_queue=max_queue)
+            if micro_batching else None
+        )
 
     async def load(self) -> None:
         try:
@@ -114,29 +125,41 @@ class MiniLMScorer:
     ) -> list[float]:
         if self._model is None:
             raise RuntimeError(f"model {self.model_id} is not loaded ({self.state.status})")
+        if self.batcher is not None:
+            pairs = [(query.text, d) for d in documents]
+            return await self.batcher.submit(pairs, [1] * len(pairs))
         return await asyncio.to_thread(self.score_sync, query.text, documents)
 
     def score_sync(self, query_text: str, documents: Sequence[Document]) -> list[float]:
-        if not documents:
+        return self._forward([(query_text, d) for d in documents])
+
+    def _forward(self, pairs: Sequence[tuple[str, Document]]) -> list[float]:
+        """Scores for (query text, document) pairs: each distinct query and each document
+        missing from the embedding cache is encoded once, in one pass per kind."""
+        if not pairs:
             return []
-        q = self._queries.get(query_text)
-        if q is None:
-            q = self._encode([query_text])[0]
-            self._queries.put(query_text, q)
-        keys = [f"{d.content_hash}:{self.max_doc_chars}" for d in documents]
-        vectors: list[np.ndarray | None] = [self._docs.get(k) for k in keys]
-        missing = [i for i, v in enumerate(vectors) if v is None]
-        if missing:
-            encoded = self._encode([documents[i].text(self.max_doc_chars) for i in missing])
-            for i, vector in zip(missing, encoded, strict=True):
-                self._docs.put(keys[i], vector)
-                vectors[i] = vector
-        matrix = np.stack([v for v in vectors if v is not None])
-        cosine = matrix @ q
+        queries = self._vectors(self._queries, {q: q for q, _ in pairs})
+        docs = self._vectors(self._docs, {self._doc_key(d): d.text(self.max_doc_chars)
+                                          for _, d in pairs})
+        cosine = np.array([float(docs[self._doc_key(d)] @ queries[q]) for q, d in pairs])
         # Cosine clipped to [0, 1]: MiniLM rarely goes below 0, and keeping the raw scale
         # (rather than (cos + 1) / 2) leaves unrelated pairs near 0, where a 0.4 cut means
         # something.
         return [float(s) for s in np.clip(cosine, 0.0, 1.0)]
+
+    def _doc_key(self, doc: Document) -> str:
+        return f"{doc.content_hash}:{self.max_doc_chars}"
+
+    def _vectors(self, cache: _Lru, texts: Mapping[str, str]) -> dict[str, np.ndarray]:
+        """Embeddings by key, from `cache` or encoded together (and cached) when missing."""
+        found = {key: cache.get(key) for key in texts}
+        missing = [key for key, vector in found.items() if vector is None]
+        if missing:
+            for key, vector in zip(missing, self._encode([texts[k] for k in missing]),
+                                   strict=True):
+                cache.put(key, vector)
+                found[key] = vector
+        return {key: vector for key, vector in found.items() if vector is not None}
 
     def warm_documents(self, documents: Sequence[Document], chunk: int = 64,
                        progress: Callable[[int], None] | None = None) -> int:
@@ -145,20 +168,18 @@ class MiniLMScorer:
         chunks."""
         from tqdm import tqdm
 
-        todo = [
-            d for d in documents if self._docs.get(f"{d.content_hash}:{self.max_doc_chars}") is None
-        ]
+        todo = [d for d in documents if self._docs.get(self._doc_key(d)) is None]
         with tqdm(total=len(todo), desc="encoding catalog", unit="doc", leave=False) as bar:
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
-                for doc, vector in zip(
-                    part, self._encode([d.text(self.max_doc_chars) for d in part]), strict=True
-                ):
-                    self._docs.put(f"{doc.content_hash}:{self.max_doc_chars}", vector)
+                self._vectors(self._docs, {self._doc_key(d): d.text(self.max_doc_chars)
+                                           for d in part})
                 bar.update(len(part))
                 if progress is not None:
                     progress(len(documents) - len(todo) + bar.n)
         return len(todo)
 
     async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
         self._model = None
