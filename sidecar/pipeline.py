@@ -158,13 +158,13 @@ class Pipeline:
             for i, (hit, doc) in enumerate(zip(window_hits, documents, strict=True))
         ]
         outcome = apply(rules.rules, candidates, p.query.text)
-        position = {c.id: i for i, c in enumerate(candidates)}
+        # engine_rank is the hit's position in the window: ids need not be unique there
         ordered = [
             PageHit(
-                window_hits[position[r.candidate.id]],
-                documents[position[r.candidate.id]],
+                window_hits[r.candidate.engine_rank],
+                documents[r.candidate.engine_rank],
                 r,
-                tuple(report.flags.get(position[r.candidate.id], ())),
+                tuple(report.flags.get(r.candidate.engine_rank, ())),
             )
             for r in outcome.ranked
         ]

@@ -20,7 +20,7 @@ from es_integration.backends.base import Filter, Hit, RangeFilter, SearchResult,
 from sidecar.errors import BadQuery, InvalidRequest, NotFound
 
 _RAW = "__raw"  # suffix of the exact-match twin of a string field
-_ID = "_id"
+_POS = "_pos"  # stored position of the document: ids in a catalog need not be unique
 # The query parser treats these as syntax; shoppers' text is never syntax.
 _SYNTAX = re.compile(r"[^\w\s]", re.UNICODE)
 
@@ -38,12 +38,13 @@ class EmbeddedIndex:
         self._types = _infer_types(docs)
         self._schema = self._build_schema()
         self._index = tantivy.Index(self._schema)
-        self._sources: dict[str, Mapping[str, Any]] = {}
+        self._ids: list[str] = []
+        self._sources: list[Mapping[str, Any]] = []
         writer = self._index.writer(heap_size=50_000_000, num_threads=1)
         for position, doc in enumerate(docs):
-            doc_id = str(doc.get(id_field, position))
-            self._sources[doc_id] = doc
-            writer.add_document(self._to_tantivy(doc_id, doc))
+            self._ids.append(str(doc.get(id_field, position)))
+            self._sources.append(doc)
+            writer.add_document(self._to_tantivy(position, doc))
         writer.commit()
         writer.wait_merging_threads()
         self._index.reload()
@@ -52,11 +53,12 @@ class EmbeddedIndex:
         return len(self._sources)
 
     def all_hits(self) -> list[Hit]:
-        return [Hit(id=doc_id, score=0.0, source=src) for doc_id, src in self._sources.items()]
+        return [Hit(id=i, score=0.0, source=src) for i, src in zip(self._ids, self._sources,
+                                                                   strict=True)]
 
     def _build_schema(self) -> tantivy.Schema:
         builder = tantivy.SchemaBuilder()
-        builder.add_text_field(_ID, stored=True, tokenizer_name="raw")
+        builder.add_integer_field(_POS, stored=True, indexed=False, fast=False)
         for name in self.search_fields:
             builder.add_text_field(name, stored=False, tokenizer_name="en_stem")
         for name, kind in self._types.items():
@@ -70,9 +72,9 @@ class EmbeddedIndex:
                 builder.add_boolean_field(name, stored=False, indexed=True, fast=True)
         return builder.build()
 
-    def _to_tantivy(self, doc_id: str, doc: Mapping[str, Any]) -> tantivy.Document:
+    def _to_tantivy(self, position: int, doc: Mapping[str, Any]) -> tantivy.Document:
         out = tantivy.Document()
-        out.add_text(_ID, doc_id)
+        out.add_integer(_POS, position)
         for name in self.search_fields:
             for text in _texts(doc.get(name)):
                 out.add_text(name, text)
@@ -110,8 +112,9 @@ class EmbeddedIndex:
         result = searcher.search(query, limit=max(window, 1), count=True, offset=offset)
         hits = []
         for score, address in result.hits:
-            doc_id = searcher.doc(address)[_ID][0]
-            hits.append(Hit(id=doc_id, score=float(score), source=self._sources[doc_id]))
+            position = searcher.doc(address)[_POS][0]
+            hits.append(Hit(id=self._ids[position], score=float(score),
+                            source=self._sources[position]))
         return SearchResult(hits=hits[:window], total=int(getattr(result, "count", 0) or 0))
 
     def _text_query(self, text: str) -> Query:

@@ -167,3 +167,14 @@ def test_malformed_json_is_a_422(client) -> None:
     r = client.post("/search", content=b'{"query": ', headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["field"] == "body"
     assert "malformed JSON" in r.json()["message"]
+
+
+def test_a_field_map_id_that_repeats_keeps_every_hit(client_factory) -> None:
+    # fields.id pointing at a shared field (brand) gives many hits the same document id;
+    # each engine hit must still appear once, with its own source.
+    c = client_factory(fields={"id": "brand"})
+    body = c.post("/search", json={"query": "hiking boots", "size": 30,
+                                   "timeout_ms": 30_000}).json()
+    titles = [h["source"]["title"] for h in body["hits"]]
+    assert len(titles) == len(set(titles)) == len(body["hits"]) > 5
+    assert len({h["id"] for h in body["hits"]}) < len(body["hits"])  # ids do repeat
