@@ -171,24 +171,16 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_title("/search latency, window 100")
     ax.legend()
-    ax = axes[1]
-    for sweep in report["concurrency"]:
-        clients = [r["clients"] for r in sweep["levels"]]
-        ax.plot(clients, [r["qps"] for r in sweep["levels"]], marker="o", label=sweep["name"])
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrent clients")
-    ax.set_ylabel("requests/s")
-    ax.set_title("throughput")
-    ax.legend()
-    ax = axes[2]
-    for sweep in report["concurrency"]:
-        clients = [r["clients"] for r in sweep["levels"]]
-        ax.plot(clients, [r["p95_ms"] for r in sweep["levels"]], marker="o", label=sweep["name"])
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrent clients")
-    ax.set_ylabel("p95 ms")
-    ax.set_title("latency under load")
-    ax.legend()
+    for ax, key, label, title in ((axes[1], "qps", "requests/s", "throughput"),
+                                  (axes[2], "p95_ms", "p95 ms", "latency under load")):
+        for sweep in report["concurrency"]:
+            clients = [r["clients"] for r in sweep["levels"]]
+            ax.plot(clients, [r[key] for r in sweep["levels"]], marker="o", label=sweep["name"])
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel(label)
+        ax.set_title(title)
+        ax.legend()
     fig.suptitle(f"rerank sidecar benchmarks — {report['machine']['cores']} cores, "
                  f"{report['machine']['cpu']}")
     fig.tight_layout()
