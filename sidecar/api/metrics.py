@@ -14,5 +14,4 @@ router = APIRouter()
 @router.get("/metrics", include_in_schema=False)
 async def scrape(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
-    metrics.refresh()
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -9,9 +9,6 @@ Lower layers never import prometheus. The numbers come from three places:
 - by hand-over: a part that wants to report events as they happen (the micro-batcher, the image
   loader) gets a small observer object with plain methods, through its `observe_with(observer)`
   hook when it has one (`Metrics.attach`). See `BatchObserver` and `ImageObserver`.
-- until the micro-batcher takes an observer, `refresh()` (run by GET /metrics before it renders)
-  reads `scorer.batcher.stats` (batches, pairs, out-of-memory retries, new batch sizes into the
-  histogram) and the batcher's queue length. Queue wait needs the observer hook.
 
 Labels are small fixed sets: route templates, status codes, stage names, reason buckets.
 Never query text, product ids or raw error messages.
@@ -209,7 +206,6 @@ class Metrics:
         self.batch_observer = BatchObserver(self.batch_size, self.queue_wait, self.queue_depth)
         self.image_observer = ImageObserver(self.images)
         self._services: Callable[[], Services | None] = lambda: None
-        self._sizes_seen = 0
         r.register(ServicesCollector(lambda: self._services()))
 
     def attach(self, services: Services) -> None:
@@ -226,23 +222,6 @@ class Metrics:
 
     def detach(self) -> None:
         self._services = lambda: None
-
-    def refresh(self) -> None:
-        """Pull what the micro-batcher keeps (see the module docstring) into the collectors."""
-        services = self._services()
-        batcher = getattr(services.scorer, "batcher", None) if services else None
-        stats = getattr(batcher, "stats", None)
-        sizes = getattr(stats, "sizes", None)
-        if batcher is None or sizes is None or hasattr(batcher, "observe_with"):
-            return
-        if self._sizes_seen > len(sizes):  # the batcher started over
-            self._sizes_seen = 0
-        for size in sizes[self._sizes_seen :]:
-            self.batch_size.observe(size)
-        self._sizes_seen = len(sizes)
-        queue = getattr(batcher, "_queue", None)  # no public queue length yet
-        if queue is not None:
-            self.queue_depth.set(len(queue))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         labels = {"route": route, "method": method, "status": str(status)}

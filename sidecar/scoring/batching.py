@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sidecar.errors import Overloaded
 
@@ -30,6 +31,15 @@ class _Item(Generic[T]):
     payload: T
     tokens: int
     future: asyncio.Future[float]
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class BatchObserver(Protocol):
+    """Who hears about batches (the metrics layer hands one in; no prometheus types here)."""
+
+    def batch(self, size: int, queue_wait_s: float) -> None: ...
+
+    def queue_depth(self, depth: int) -> None: ...
 
 
 @dataclass
@@ -37,7 +47,6 @@ class BatchStats:
     batches: int = 0
     pairs: int = 0
     oom_retries: int = 0
-    sizes: list[int] = field(default_factory=list)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -72,6 +81,7 @@ class MicroBatcher(Generic[T]):
         self.max_queue = max_queue
         self.on_oom = on_oom
         self.stats = BatchStats()
+        self._observer: BatchObserver | None = None
         self._queue: deque[_Item[T]] = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -91,6 +101,7 @@ class MicroBatcher(Generic[T]):
         loop = asyncio.get_running_loop()
         items = [_Item(p, t, loop.create_future()) for p, t in zip(payloads, tokens, strict=True)]
         self._queue.extend(items)
+        self._report_depth()
         assert self._wake is not None
         self._wake.set()
         try:
@@ -98,6 +109,18 @@ class MicroBatcher(Generic[T]):
         finally:
             for item in items:  # a caller that gives up takes its pairs out of the next batch
                 item.future.cancel()
+
+    def observe_with(self, observer: BatchObserver) -> None:
+        """Report batch sizes, queue wait and queue depth to `observer` from now on."""
+        self._observer = observer
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def _report_depth(self) -> None:
+        if self._observer is not None:
+            self._observer.queue_depth(len(self._queue))
 
     def _ensure_worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,6 +151,7 @@ class MicroBatcher(Generic[T]):
             if len(self._queue) < self.max_batch and self.max_wait_s > 0:
                 await asyncio.sleep(self.max_wait_s)  # let concurrent requests join
             taken = [i for i in self._drain() if not i.future.done()]
+            self._report_depth()
             for batch in self.plan(taken):
                 await self._run_batch(batch)
             if self._queue:
@@ -177,7 +201,9 @@ class MicroBatcher(Generic[T]):
             return
         self.stats.batches += 1
         self.stats.pairs += len(live)
-        self.stats.sizes.append(len(live))
+        if self._observer is not None:
+            waited = time.monotonic() - min(i.queued_at for i in live)
+            self._observer.batch(len(live), waited)
         for item, score in zip(live, scores, strict=True):
             if not item.future.done():
                 item.future.set_result(score)

@@ -29,7 +29,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -40,6 +40,14 @@ if TYPE_CHECKING:
     from sidecar.config import ImageSettings
 
 log = logging.getLogger(__name__)
+
+
+class ImageObserver(Protocol):
+    """Who hears about image loads (the metrics layer hands one in)."""
+
+    def fetched(self, count: int = 1) -> None: ...
+
+    def failed(self, reason: str) -> None: ...
 
 MAX_REDIRECTS = 3
 CONCURRENCY = 16
@@ -81,6 +89,11 @@ class ImageLoader:
             trust_env=False,
         )
         self._limit = asyncio.Semaphore(CONCURRENCY)
+        self._observer: ImageObserver | None = None
+
+    def observe_with(self, observer: ImageObserver) -> None:
+        """Report each image loaded (cache hits aside) and each failure with its reason."""
+        self._observer = observer
 
     async def load_many(
         self, refs: Sequence[str | bytes]
@@ -100,7 +113,11 @@ class ImageLoader:
             except ImageRefused as exc:
                 failures[key] = str(exc)
                 log.info("image refused: %s (%s)", _short(key), exc)
+                if self._observer is not None:
+                    self._observer.failed(str(exc))
                 return
+            if self._observer is not None:
+                self._observer.fetched()
             self._cache_put(key, image)
             images[key] = image
 

@@ -311,6 +311,8 @@ def test_batch_sizes_of_the_micro_batcher_reach_the_histogram(client_factory, mi
     assert value(samples, "sidecar_model_batches_total") == 3
     assert value(samples, "sidecar_model_pairs_total") == 20
     assert value(samples, "sidecar_model_queue_depth") == 0
+    assert value(samples, "sidecar_model_queue_wait_seconds_count") == 3
+    assert value(samples, "sidecar_model_queue_wait_seconds_sum") > 0
     again = scrape(client)  # a second scrape does not count the same batches twice
     assert value(again, "sidecar_model_batch_size_count") == 3
 

@@ -270,3 +270,28 @@ async def test_inline_data_images_are_decoded_under_the_same_limits() -> None:
     assert reason is not None and reason.startswith("corrupt")
     _, reason = await one(loader(max_bytes=10), f"data:image/png;base64,{encoded}")
     assert reason is not None and reason.startswith("too_large")
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.fetched_count = 0
+        self.reasons: list[str] = []
+
+    def fetched(self, count: int = 1) -> None:
+        self.fetched_count += count
+
+    def failed(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+async def test_loads_and_failures_are_reported_to_the_observer(server: str) -> None:
+    images = loader()
+    observer = RecordingObserver()
+    images.observe_with(observer)
+    try:
+        await images.load_many([f"{server}/ok.png", f"{server}/corrupt.png"])
+        await images.load_many([f"{server}/ok.png"])  # a cache hit is not a new load
+    finally:
+        await images.close()
+    assert observer.fetched_count == 1
+    assert len(observer.reasons) == 1 and observer.reasons[0].startswith("corrupt")
