@@ -169,14 +169,20 @@ class MiniLMScorer:
         from tqdm import tqdm
 
         todo = [d for d in documents if self._docs.get(self._doc_key(d)) is None]
-        with tqdm(total=len(todo), desc="encoding catalog", unit="doc", leave=False) as bar:
+        # disable=None: a bar on a terminal, nothing in a log file (JSON lines stay parseable;
+        # /readyz and the log lines around it tell the progress there)
+        log.info("encoding catalog", extra={"documents": len(todo)})
+        with tqdm(total=len(todo), desc="encoding catalog", unit="doc", leave=False,
+                  disable=None) as bar:
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
                 self._vectors(self._docs, {self._doc_key(d): d.text(self.max_doc_chars)
                                            for d in part})
                 bar.update(len(part))
-                if progress is not None:
-                    progress(len(documents) - len(todo) + bar.n)
+                if progress is not None:  # bar.n stays 0 when the bar is disabled
+                    progress(len(documents) - len(todo) + start + len(part))
+        if progress is not None:
+            progress(len(documents))  # also when everything was encoded already
         return len(todo)
 
     async def close(self) -> None:

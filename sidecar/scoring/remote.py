@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sidecar.errors import Overloaded, ScoringFailed
+from sidecar.observability.logging import request_id
 from sidecar.scoring.base import ModelState
 
 if TYPE_CHECKING:
@@ -137,7 +138,10 @@ class RemoteScorer:
         if self.model:
             payload = {"model": self.model, **payload}
         try:
-            response = await self._client().post(self.url, json=payload)
+            # the caller's request id travels on, so one search reads as one story in both logs
+            rid = request_id.get()
+            headers = {"x-request-id": rid} if rid else None
+            response = await self._client().post(self.url, json=payload, headers=headers)
         except httpx.TimeoutException as exc:
             raise ScoringFailed(f"remote scorer {self.url} timed out ({self.timeout_s} s)") from exc
         except httpx.HTTPError as exc:

@@ -62,6 +62,20 @@ def test_cap_is_configurable(client_factory) -> None:
     assert r.status_code == 422 and "at most 2" in r.json()["message"]
 
 
+def test_readiness_reports_the_catalog_warm_up(client) -> None:
+    import time
+
+    from sidecar.demo import load_catalog
+
+    for _ in range(300):
+        warmup = client.get("/readyz").json()["model"]["warmup"]
+        if warmup.get("state") == "done":
+            break
+        time.sleep(0.1)
+    total = len(load_catalog())
+    assert warmup == {"state": "done", "done": total, "total": total}
+
+
 def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
