@@ -13,7 +13,7 @@ Elasticsearch 9 serves v8-compatible requests as they are. One client, both majo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +27,7 @@ from elasticsearch import (
 )
 
 from es_integration.backends import dsl
-from es_integration.backends.base import Filter, SearchResult
+from es_integration.backends.engine_base import EngineBackend
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
@@ -35,14 +35,13 @@ _V8 = "application/vnd.elasticsearch+json; compatible-with=8"
 HEADERS = {"accept": _V8, "content-type": _V8}
 
 
-class ElasticsearchBackend:
+class ElasticsearchBackend(EngineBackend):
     """SearchBackend over an Elasticsearch cluster."""
 
     name = "elasticsearch"
 
     def __init__(self, settings: EngineSettings, field_map: FieldMap) -> None:
-        self.settings = settings
-        self.source_fields = field_map.source_fields()
+        super().__init__(settings, field_map)
         options: dict[str, Any] = {}
         if settings.ca_file is not None:
             options["ca_certs"] = str(settings.ca_file)
@@ -60,33 +59,15 @@ class ElasticsearchBackend:
             **options,
         )
 
-    async def search(
-        self,
-        index: str,
-        query: str | None,
-        filters: Sequence[Filter],
-        window: int,
-        timeout: float,
-        raw_query: Mapping[str, Any] | None = None,
-        offset: int = 0,
-    ) -> SearchResult:
-        body = dsl.build_body(
-            query,
-            filters,
-            window,
-            offset,
-            self.settings.search_fields,
-            self.source_fields,
-            raw_query,
-        )
-        wait = min(timeout, self.settings.request_timeout_s)
+    async def _send(self, index: str, body: Mapping[str, Any], wait: float) -> Mapping[str, Any]:
         try:
             response = await self._client.options(request_timeout=wait).perform_request(
                 "POST", f"/{quote(index, safe=',*')}/_search", headers=HEADERS, body=body
             )
         except (ApiError, TransportError) as exc:
             raise self._error(exc, index, wait) from exc
-        return dsl.parse_response(response.body)
+        result: Mapping[str, Any] = response.body
+        return result
 
     def _error(self, exc: Exception, index: str, wait: float) -> SidecarError:
         if isinstance(exc, UnsupportedProductError):

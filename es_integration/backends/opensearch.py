@@ -7,7 +7,7 @@ differ. OpenSearch has no Elasticsearch-style API keys: a configured `api_key` i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from opensearchpy import AsyncOpenSearch
@@ -19,19 +19,18 @@ from opensearchpy.exceptions import (
 )
 
 from es_integration.backends import dsl
-from es_integration.backends.base import Filter, SearchResult
+from es_integration.backends.engine_base import EngineBackend
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
 
-class OpenSearchBackend:
+class OpenSearchBackend(EngineBackend):
     """SearchBackend over an OpenSearch cluster."""
 
     name = "opensearch"
 
     def __init__(self, settings: EngineSettings, field_map: FieldMap) -> None:
-        self.settings = settings
-        self.source_fields = field_map.source_fields()
+        super().__init__(settings, field_map)
         options: dict[str, Any] = {}
         if settings.api_key is not None:
             options["headers"] = {"authorization": f"ApiKey {settings.api_key.get_secret_value()}"}
@@ -50,33 +49,14 @@ class OpenSearchBackend:
             **options,
         )
 
-    async def search(
-        self,
-        index: str,
-        query: str | None,
-        filters: Sequence[Filter],
-        window: int,
-        timeout: float,
-        raw_query: Mapping[str, Any] | None = None,
-        offset: int = 0,
-    ) -> SearchResult:
-        body = dsl.build_body(
-            query,
-            filters,
-            window,
-            offset,
-            self.settings.search_fields,
-            self.source_fields,
-            raw_query,
-        )
-        wait = min(timeout, self.settings.request_timeout_s)
+    async def _send(self, index: str, body: Mapping[str, Any], wait: float) -> Mapping[str, Any]:
         try:
-            response = await self._client.search(
+            response: Mapping[str, Any] = await self._client.search(
                 index=index, body=body, params={"request_timeout": wait}
             )
         except OpenSearchException as exc:
             raise self._error(exc, index, wait) from exc
-        return dsl.parse_response(response)
+        return response
 
     def _error(self, exc: OpenSearchException, index: str, wait: float) -> SidecarError:
         if isinstance(exc, ConnectionTimeout):
