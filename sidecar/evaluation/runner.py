@@ -57,9 +57,9 @@ def corpus_documents(dataset: Dataset) -> list[dict[str, Any]]:
 async def evaluate(dataset: Dataset, services: Services, index: str,
                    progress: Callable[[QueryResult], None] | None = None,
                    seed: int = 13) -> list[QueryResult]:
-    pipeline = Pipeline(services.backend, services.scorer, services.cache, services.rules,
-                        EVAL_FIELDS, cache_prefix=services.settings.cache.prefix,
-                        cache_ttl_s=services.settings.cache.ttl_s)
+    pipeline = services.pipeline
+    if pipeline.field_map != EVAL_FIELDS:  # the corpus has its own fields (command.run_eval)
+        raise ValueError("evaluate() needs services built with fields=EVAL_FIELDS")
     low, high = dataset.label_range
     threshold = (low + high) / 2
     corpus = {doc["id"]: from_hit(Hit(doc["id"], 0.0, doc), EVAL_FIELDS)
