@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench.server import serving
-from es_integration.backends import dsl
+from sidecar.backends import dsl
 from sidecar.config import EngineSettings, FieldMap, QuerySettings, Settings
 from sidecar.query import Normalizer
 
@@ -59,7 +59,7 @@ def running_engine(kind: str) -> Iterator[str]:
 
 
 def ensure_catalog(url: str) -> None:
-    from es_integration.indexing import index_catalog
+    from sidecar.backends.indexing import index_catalog
     from sidecar.demo import CATALOG_PATH, load_catalog
 
     count = httpx.get(f"{url}/products/_count", trust_env=False, timeout=10)
@@ -145,7 +145,11 @@ def _timed_json(call: Any) -> tuple[float, dict[str, Any]]:
 
 def _percentiles(values: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": round(cuts[49], 2), "p95": round(cuts[94], 2), "mean": round(statistics.fmean(values), 2)}
+    return {
+        "p50": round(cuts[49], 2),
+        "p95": round(cuts[94], 2),
+        "mean": round(statistics.fmean(values), 2),
+    }
 
 
 def main() -> None:
@@ -164,8 +168,10 @@ def main() -> None:
             ensure_catalog(url)
             results.append(measure(kind, url, args.rounds, args.window, args.size))
     for result in results:
-        print(f"\n{result['engine']} ({result['requests_per_series']} requests per series, "
-              f"window {result['window']}, warm pair cache)")
+        print(
+            f"\n{result['engine']} ({result['requests_per_series']} requests per series, "
+            f"window {result['window']}, warm pair cache)"
+        )
         print(f"  {'series':<28}{'p50 ms':>10}{'p95 ms':>10}")
         for name, stats in result["latency_ms"].items():
             print(f"  {name:<28}{stats['p50']:>10}{stats['p95']:>10}")

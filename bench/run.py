@@ -32,8 +32,9 @@ from bench.server import rss_mb, serving_process
 RESULTS = Path(__file__).with_name("results")
 
 
-def _timed_pass(client: httpx.Client, queries: list[str], repeat: int,
-                overhead: list[float] | None = None) -> tuple[list[float], float]:
+def _timed_pass(
+    client: httpx.Client, queries: list[str], repeat: int, overhead: list[float] | None = None
+) -> tuple[list[float], float]:
     samples: list[float] = []
     started = time.perf_counter()
     for _ in range(repeat):
@@ -53,10 +54,12 @@ def end_to_end(url: str, queries: list[str], rounds: int, label: str) -> dict[st
     with httpx.Client(base_url=url, timeout=120) as client:
         cold, cold_qps = _timed_pass(client, queries, 1)
         warm, warm_qps = _timed_pass(client, queries, rounds, overhead)
-    return {"engine": label,
-            "cold": {**summarize("cold", cold), "qps": cold_qps},
-            "warm": {**summarize("warm", warm), "qps": warm_qps},
-            "overhead_warm": summarize("sidecar overhead (warm)", overhead)}
+    return {
+        "engine": label,
+        "cold": {**summarize("cold", cold), "qps": cold_qps},
+        "warm": {**summarize("warm", warm), "qps": warm_qps},
+        "overhead_warm": summarize("sidecar overhead (warm)", overhead),
+    }
 
 
 def scorer_vs_baseline(queries: list[str], rounds: int) -> dict[str, Any]:
@@ -83,18 +86,23 @@ def scorer_vs_baseline(queries: list[str], rounds: int) -> dict[str, Any]:
         ours.score_sync(query, docs)
         fast.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
-        vectors = baseline.encode([query, *texts], normalize_embeddings=True,
-                                  show_progress_bar=False)
+        vectors = baseline.encode(
+            [query, *texts], normalize_embeddings=True, show_progress_bar=False
+        )
         _ = vectors[1:] @ vectors[0]
         slow.append((time.perf_counter() - t0) * 1000)
     ours_p50, base_p50 = percentile(fast, 50), percentile(slow, 50)
-    return {"documents": len(docs), "ours": summarize("ours (warm)", fast),
-            "baseline": summarize("sentence-transformers per request", slow),
-            "speedup_p50": base_p50 / ours_p50 if ours_p50 else float("inf")}
+    return {
+        "documents": len(docs),
+        "ours": summarize("ours (warm)", fast),
+        "baseline": summarize("sentence-transformers per request", slow),
+        "speedup_p50": base_p50 / ours_p50 if ours_p50 else float("inf"),
+    }
 
 
-async def _load(url: str, clients: int, requests: int, queries: list[str],
-                fresh: str = "") -> dict[str, Any]:
+async def _load(
+    url: str, clients: int, requests: int, queries: list[str], fresh: str = ""
+) -> dict[str, Any]:
     """`requests` searches from `clients` concurrent clients. `fresh` (a tag): every query is
     new (tag, level and number appended), so each request needs the model; otherwise queries
     repeat (warm cache)."""
@@ -105,8 +113,9 @@ async def _load(url: str, clients: int, requests: int, queries: list[str],
         for n in counter:
             t0 = time.perf_counter()
             text = queries[n % len(queries)] + (f" {fresh}{clients}n{n}" if fresh else "")
-            r = await client.post("/search", json={"query": text,
-                                                   "window": 100, "timeout_ms": 30_000})
+            r = await client.post(
+                "/search", json={"query": text, "window": 100, "timeout_ms": 30_000}
+            )
             r.raise_for_status()
             latencies.append((time.perf_counter() - t0) * 1000)
 
@@ -115,15 +124,23 @@ async def _load(url: str, clients: int, requests: int, queries: list[str],
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    return {"clients": clients, "requests": len(latencies), "qps": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
-            "p99_ms": percentile(latencies, 99)}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "qps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+    }
 
 
-def concurrency_sweep(url: str, queries: list[str], levels: list[int], per_level: int,
-                      fresh: str = "") -> list[dict[str, Any]]:
-    return [asyncio.run(_load(url, clients, max(per_level, clients * 4), queries, fresh))
-            for clients in levels]
+def concurrency_sweep(
+    url: str, queries: list[str], levels: list[int], per_level: int, fresh: str = ""
+) -> list[dict[str, Any]]:
+    return [
+        asyncio.run(_load(url, clients, max(per_level, clients * 4), queries, fresh))
+        for clients in levels
+    ]
 
 
 def memory(url: str, pid: int, queries: list[str], requests: int) -> dict[str, Any]:
@@ -131,8 +148,12 @@ def memory(url: str, pid: int, queries: list[str], requests: int) -> dict[str, A
     before = rss_mb(pid)
     asyncio.run(_load(url, 8, requests, queries))
     after = rss_mb(pid)
-    return {"requests": requests, "rss_before_mb": before, "rss_after_mb": after,
-            "growth_mb": after - before}
+    return {
+        "requests": requests,
+        "rss_before_mb": before,
+        "rss_after_mb": after,
+        "growth_mb": after - before,
+    }
 
 
 def gpu_part() -> dict[str, Any]:
@@ -141,8 +162,10 @@ def gpu_part() -> dict[str, Any]:
     except ImportError:
         return {"skipped": "torch is not installed"}
     if not torch.cuda.is_available():
-        return {"skipped": "no CUDA device on this machine: the Lychee GPU benchmark did not run "
-                           "(python -m bench.lychee_gpu runs it where a GPU is)"}
+        return {
+            "skipped": "no CUDA device on this machine: the Lychee GPU benchmark did not run "
+            "(python -m bench.lychee_gpu runs it where a GPU is)"
+        }
     from bench import lychee_gpu  # type: ignore[attr-defined]
 
     result: dict[str, Any] = lychee_gpu.run_all()
@@ -171,8 +194,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_title("/search latency, window 100")
     ax.legend()
-    for ax, key, label, title in ((axes[1], "qps", "requests/s", "throughput"),
-                                  (axes[2], "p95_ms", "p95 ms", "latency under load")):
+    for ax, key, label, title in (
+        (axes[1], "qps", "requests/s", "throughput"),
+        (axes[2], "p95_ms", "p95 ms", "latency under load"),
+    ):
         for sweep in report["concurrency"]:
             clients = [r["clients"] for r in sweep["levels"]]
             ax.plot(clients, [r[key] for r in sweep["levels"]], marker="o", label=sweep["name"])
@@ -181,8 +206,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_ylabel(label)
         ax.set_title(title)
         ax.legend()
-    fig.suptitle(f"rerank sidecar benchmarks — {report['machine']['cores']} cores, "
-                 f"{report['machine']['cpu']}")
+    fig.suptitle(
+        f"rerank sidecar benchmarks — {report['machine']['cores']} cores, "
+        f"{report['machine']['cpu']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -194,28 +221,40 @@ def run(quick: bool, engine: str | None) -> dict[str, Any]:
     queries = demo_queries(n_queries)
     levels = [1, 2, 4, 8, 16, 32, 64]
     per_level = 64 if quick else 256
-    report: dict[str, Any] = {"machine": {"cpu": platform.processor() or platform.machine(),
-                                          "cores": os.cpu_count(),
-                                          "python": platform.python_version()},
-                              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                              "end_to_end": [], "concurrency": []}
+    report: dict[str, Any] = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "end_to_end": [],
+        "concurrency": [],
+    }
     base = {"rules": {"watch": False}}
     print("== end to end, embedded default (sidecar in its own process)", flush=True)
     with serving_process(base) as (url, pid):
         report["end_to_end"].append(end_to_end(url, queries, rounds, "embedded"))
         print("== concurrency sweep: warm cache, then new queries (micro-batching on)", flush=True)
-        report["concurrency"].append({"name": "warm cache", "levels": concurrency_sweep(
-            url, queries, levels, per_level)})
-        report["concurrency"].append({"name": "new queries, micro-batching on",
-                                      "levels": concurrency_sweep(url, queries, levels,
-                                                                  per_level, fresh="on")})
+        report["concurrency"].append(
+            {"name": "warm cache", "levels": concurrency_sweep(url, queries, levels, per_level)}
+        )
+        report["concurrency"].append(
+            {
+                "name": "new queries, micro-batching on",
+                "levels": concurrency_sweep(url, queries, levels, per_level, fresh="on"),
+            }
+        )
         print("== memory", flush=True)
         report["memory"] = memory(url, pid, queries, 2_000 if quick else 10_000)
     print("== concurrency sweep: new queries, micro-batching off", flush=True)
     with serving_process({**base, "scorer": {"micro_batching": False}}) as (url, _):
-        report["concurrency"].append({"name": "new queries, micro-batching off",
-                                      "levels": concurrency_sweep(url, queries, levels,
-                                                                  per_level, fresh="off")})
+        report["concurrency"].append(
+            {
+                "name": "new queries, micro-batching off",
+                "levels": concurrency_sweep(url, queries, levels, per_level, fresh="off"),
+            }
+        )
     if engine:
         print(f"== end to end, {engine}", flush=True)
         report["end_to_end"].append(_engine_part(engine, queries, rounds))
@@ -232,7 +271,7 @@ def _engine_part(engine: str, queries: list[str], rounds: int) -> dict[str, Any]
     import tempfile
 
     from es_integration.engines import start, stop
-    from es_integration.indexing import index_catalog
+    from sidecar.backends.indexing import index_catalog
     from sidecar.config import EngineSettings
 
     state = Path(tempfile.mkdtemp(prefix="bench-engine-"))
@@ -244,8 +283,10 @@ def _engine_part(engine: str, queries: list[str], rounds: int) -> dict[str, Any]
     try:
         fields = {"title": 3.0, "selling_points": 1.5, "brand.text": 2.0, "category.text": 1.0}
         index_catalog(EngineSettings(kind=engine, urls=[node["url"]]), recreate=True)
-        settings = {"rules": {"watch": False},
-                    "engine": {"kind": engine, "urls": [node["url"]], "search_fields": fields}}
+        settings = {
+            "rules": {"watch": False},
+            "engine": {"kind": engine, "urls": [node["url"]], "search_fields": fields},
+        }
         with serving_process(settings) as (url, _):
             return end_to_end(url, queries, rounds, engine)
     finally:
@@ -255,8 +296,11 @@ def _engine_part(engine: str, queries: list[str], rounds: int) -> dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description="rerank sidecar benchmarks, one report")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
-    parser.add_argument("--engine", choices=["elasticsearch", "opensearch"],
-                        help="also run end to end against this real engine (started here)")
+    parser.add_argument(
+        "--engine",
+        choices=["elasticsearch", "opensearch"],
+        help="also run end to end against this real engine (started here)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     report = run(args.quick, args.engine)

@@ -29,9 +29,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarize(name: str, samples: list[float]) -> dict[str, Any]:
-    return {"name": name, "n": len(samples), "p50_ms": percentile(samples, 50),
-            "p95_ms": percentile(samples, 95), "p99_ms": percentile(samples, 99),
-            "mean_ms": statistics.fmean(samples)}
+    return {
+        "name": name,
+        "n": len(samples),
+        "p50_ms": percentile(samples, 50),
+        "p95_ms": percentile(samples, 95),
+        "p99_ms": percentile(samples, 99),
+        "mean_ms": statistics.fmean(samples),
+    }
 
 
 def demo_queries(count: int) -> list[str]:
@@ -60,16 +65,23 @@ def run(queries: int, rounds: int, window: int = 100) -> dict[str, Any]:
             for _ in range(repeat):
                 for text in texts:
                     started = time.perf_counter()
-                    r = client.post("/search", json={"query": text, "window": window,
-                                                     "timeout_ms": 30_000})
+                    r = client.post(
+                        "/search", json={"query": text, "window": window, "timeout_ms": 30_000}
+                    )
                     samples.append((time.perf_counter() - started) * 1000)
                     r.raise_for_status()
                     status = r.json()["rerank_status"]
                     statuses[status] = statuses.get(status, 0) + 1
-    return {"machine": _machine(), "window": window, "queries": len(texts),
-            "results": [summarize("cold (pair cache empty)", cold),
-                        summarize("warm (all pairs cached)", warm)],
-            "rerank_status": statuses}
+    return {
+        "machine": _machine(),
+        "window": window,
+        "queries": len(texts),
+        "results": [
+            summarize("cold (pair cache empty)", cold),
+            summarize("warm (all pairs cached)", warm),
+        ],
+        "rerank_status": statuses,
+    }
 
 
 def _wait_for_catalog_warmup(client: httpx.Client) -> None:
@@ -82,17 +94,24 @@ def _wait_for_catalog_warmup(client: httpx.Client) -> None:
 
 
 def _machine() -> dict[str, Any]:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version()}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"/search, embedded default, window {report['window']}, "
-             f"{report['queries']} queries, {report['machine']['cores']} cores",
-             f"{'case':28s} {'n':>5s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}"]
+    lines = [
+        f"/search, embedded default, window {report['window']}, "
+        f"{report['queries']} queries, {report['machine']['cores']} cores",
+        f"{'case':28s} {'n':>5s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}",
+    ]
     for row in report["results"]:
-        lines.append(f"{row['name']:28s} {row['n']:5d} {row['p50_ms']:8.1f} "
-                     f"{row['p95_ms']:8.1f} {row['p99_ms']:8.1f}")
+        lines.append(
+            f"{row['name']:28s} {row['n']:5d} {row['p50_ms']:8.1f} "
+            f"{row['p95_ms']:8.1f} {row['p99_ms']:8.1f}"
+        )
     lines.append(f"rerank_status counts: {report['rerank_status']}")
     return "\n".join(lines)
 

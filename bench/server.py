@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import uvicorn
-import yaml
 from fastapi import FastAPI
+from ruamel.yaml import YAML
 
 
 def free_port() -> int:
@@ -53,19 +53,24 @@ def serving(app: FastAPI, ready_timeout_s: float = 120.0) -> Iterator[str]:
 
 
 @contextmanager
-def serving_process(settings: dict[str, Any], ready_timeout_s: float = 180.0
-                    ) -> Iterator[tuple[str, int]]:
+def serving_process(
+    settings: dict[str, Any], ready_timeout_s: float = 180.0
+) -> Iterator[tuple[str, int]]:
     """Run `rerank-sidecar serve` with `settings` in its own process (so a load generator in
     this one does not share its interpreter); yields (base URL, pid) once it is ready and its
     catalog warm-up is done."""
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="bench-sidecar-"))
     config = folder / "settings.yaml"
-    config.write_text(yaml.safe_dump({**settings, "port": port}), encoding="utf-8")
+    with config.open("w", encoding="utf-8") as handle:
+        YAML(typ="safe").dump({**settings, "port": port}, handle)
     log = (folder / "sidecar.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout_s

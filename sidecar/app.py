@@ -1,8 +1,8 @@
-"""The FastAPI app factory: settings -> parts -> routes. The only place that wires.
+"""The FastAPI app: routes, middleware and error handlers for `create_app(settings)`.
 
-`create_app(settings)` builds nothing at import time; its lifespan creates the backend, cache,
-scorer, rules and pipeline, starts the model load in the background (so /healthz answers at once
-and /readyz turns ready when the model is warm), and closes them on shutdown.
+Nothing is built at import time. The lifespan asks `sidecar.wiring` for the parts, starts the
+model load in the background (so /healthz answers at once and /readyz turns ready when the model
+is warm) and the embedded catalog's warm-up, and closes everything on shutdown.
 """
 
 from __future__ import annotations
@@ -24,44 +24,12 @@ from sidecar.api import explain as explain_api
 from sidecar.api import metrics as metrics_api
 from sidecar.api import ui as ui_api
 from sidecar.config import Settings
-from sidecar.documents import from_hit
-from sidecar.errors import SidecarError, status_for
+from sidecar.errors import INTERNAL_ERROR, SidecarError, status_for
 from sidecar.observability.metrics import Metrics
 from sidecar.observability.middleware import RequestMiddleware
-from sidecar.pipeline import Pipeline
-from sidecar.query import Normalizer
-from sidecar.rules.store import RuleStore
 from sidecar.scoring.base import Scorer
-from sidecar.services import Services
 
 log = logging.getLogger(__name__)
-
-
-def build_services(settings: Settings, scorer: Scorer | None = None) -> Services:
-    backend = wiring.build_backend(settings)
-    cache = wiring.build_cache(settings)
-    scorer = scorer or wiring.build_scorer(settings)
-    rules = RuleStore(settings.rules.path)
-    pipeline = Pipeline(
-        backend,
-        scorer,
-        cache,
-        rules,
-        settings.fields,
-        cache_prefix=settings.cache.prefix,
-        cache_ttl_s=settings.cache.ttl_s,
-        engine_share=settings.limits.engine_share,
-        images=wiring.build_image_loader(settings, scorer),
-    )
-    return Services(
-        settings=settings,
-        backend=backend,
-        scorer=scorer,
-        cache=cache,
-        rules=rules,
-        pipeline=pipeline,
-        normalizer=Normalizer(settings.query.casing),
-    )
 
 
 def create_app(
@@ -73,14 +41,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build_services(settings, scorer)
+        services = wiring.build_services(settings, scorer)
         app.state.services = services
         metrics.attach(services)  # scrape-time reads and observer hand-over
-        load = asyncio.create_task(_load_unless_ready(services.scorer))
+        load = asyncio.create_task(wiring.load_model(services))
         services.tasks.append(load)
         if wait_for_model:
             await load
-        services.tasks.append(asyncio.create_task(_warm_catalog(services, load)))
+        services.tasks.append(asyncio.create_task(wiring.warm_catalog(services, load)))
         if settings.rules.watch:
             services.tasks.append(
                 asyncio.create_task(services.rules.watch(settings.rules.watch_interval_s))
@@ -89,16 +57,8 @@ def create_app(
             yield
         finally:
             metrics.detach()
-            for task in services.tasks:
-                task.cancel()
-            await asyncio.gather(*services.tasks, return_exceptions=True)
-            await services.pipeline.drain()
-            if scorer is None:  # a shared scorer belongs to whoever passed it in
-                await services.scorer.close()
-            await services.cache.close()
-            await services.backend.close()
-            if services.pipeline.images is not None:
-                await services.pipeline.images.close()
+            # a shared scorer belongs to whoever passed it in
+            await wiring.close_services(services, close_scorer=scorer is None)
 
     metrics = Metrics()  # per app: several apps in one process keep separate numbers
     app = FastAPI(title="rerank sidecar", version=_version(), lifespan=lifespan)
@@ -115,32 +75,6 @@ def create_app(
     app.include_router(engine_compat.router)  # last: /{index}/_search must not shadow others
     _install_error_handlers(app)
     return app
-
-
-async def _load_unless_ready(scorer: Scorer) -> None:
-    if not scorer.state.ready:
-        await scorer.load()
-
-
-async def _warm_catalog(services: Services, load: asyncio.Task[None]) -> None:
-    """Embedded mode knows its whole catalog: encode it once in the background so that the
-    first searches are warm; /readyz shows the progress. Engines in production are warmed with
-    `rerank-sidecar warm`."""
-    await load
-    warm = getattr(services.scorer, "warm_documents", None)
-    docs_of = getattr(services.backend, "all_documents", None)
-    if warm is None or docs_of is None or not services.scorer.state.ready:
-        return
-    documents = [from_hit(hit, services.settings.fields) for hit in docs_of()]
-    progress = services.warmup
-    progress.update(state="running", done=0, total=len(documents))
-
-    def report(done: int) -> None:
-        progress["done"] = done
-
-    await asyncio.to_thread(warm, documents, progress=report)
-    progress["state"] = "done"
-    log.info("catalog warm-up done", extra={"documents": len(documents)})
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -163,9 +97,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
-        return JSONResponse(
-            {"error": "internal", "message": "internal error; see the logs"}, status_code=500
-        )
+        return JSONResponse(INTERNAL_ERROR, status_code=500)
 
 
 _UNION_TAG = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*)$")

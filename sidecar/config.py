@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from ruamel.yaml import YAML, YAMLError
 
 from sidecar.errors import ConfigError
 
@@ -198,8 +198,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            loaded = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: configuration must be a mapping at the top level")

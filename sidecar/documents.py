@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from es_integration.backends.base import Hit
+from sidecar.backends.base import Hit
 from sidecar.config import FieldMap
 
 SEPARATOR = " | "

@@ -100,6 +100,9 @@ class ConfigError(SidecarError):
     code = "config_error"
 
 
+# The body of every 500: a bug, logged with its chain and the request id, never echoed.
+INTERNAL_ERROR: dict[str, str] = {"error": "internal", "message": "internal error; see the logs"}
+
 # The one table from error to HTTP status. Order matters: subclasses before their parents.
 STATUS: tuple[tuple[type[SidecarError], int], ...] = (
     (BadQuery, 400),

@@ -16,19 +16,23 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from es_integration.backends.base import Filter, Hit, SearchBackend
 from sidecar import documents as docs_mod
+from sidecar.backends.base import Filter, Hit, SearchBackend
 from sidecar.cache.base import CacheUnavailable, ScoreCache
 from sidecar.cache.keys import pair_key
 from sidecar.cache.singleflight import SingleFlight
 from sidecar.config import FieldMap
 from sidecar.documents import Document
-from sidecar.errors import EngineTimeout, InvalidRequest
+from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.query import Query
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
 from sidecar.scoring.base import Scorer
+
+if TYPE_CHECKING:
+    from sidecar.rules.store import RuleStore
+    from sidecar.scoring.images import ImageObserver
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ class ImageLoader(Protocol):
         """(images by ref key, failure reason by ref key). A URL or path is its own key;
         bytes (a base64 query image) are keyed by `Query.image_hash`."""
         ...
+
+    def observe_with(self, observer: ImageObserver) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -72,6 +78,10 @@ class ScoreReport:
     timings: dict[str, float] = field(default_factory=dict)
     error: Exception | None = None  # what the scorer raised, for routes that must not degrade
 
+    def cache_summary(self) -> dict[str, Any]:
+        """The `cache` part of every answer: status, hits, misses."""
+        return {"status": self.cache_status, "hits": self.cache_hits, "misses": self.cache_misses}
+
 
 @dataclass(frozen=True)
 class PageHit:
@@ -100,7 +110,7 @@ class Pipeline:
         backend: SearchBackend,
         scorer: Scorer,
         cache: ScoreCache,
-        rules: Any,
+        rules: RuleStore,
         field_map: FieldMap,
         *,
         cache_prefix: str = "rr:",
@@ -111,7 +121,7 @@ class Pipeline:
         self.backend = backend
         self.scorer = scorer
         self.cache = cache
-        self.rules = rules  # RuleStore: `.current` is the live LoadedRules
+        self.rules = rules  # `.current` is the live LoadedRules
         self.field_map = field_map
         self.cache_prefix = cache_prefix
         self.cache_ttl_s = cache_ttl_s
@@ -264,6 +274,30 @@ class Pipeline:
         await self._cache_set({key: fresh[j] for key, j in storable.items()}, report)
         report.timings["cache_set_ms"] = _ms(t3, time.perf_counter())
         return report
+
+    async def rerank(
+        self, query: Query, documents: Sequence[Document], instruction: str, deadline: float
+    ) -> ScoreReport:
+        """Every document scored, or a typed error: the entry point of the routes that have no
+        engine order to fall back on (/api/rerank, /v1/rerank, /api/explain). InvalidRequest for
+        an image-only query on a text scorer, ModelNotReady, Overloaded (429), ScoringFailed."""
+        self._check_modalities(query)
+        self.require_ready()
+        report = await self.score(query, documents, instruction, deadline)
+        if isinstance(report.error, Overloaded):
+            raise report.error  # 429: the queue is full, the caller should retry
+        if report.status != "ok":
+            raise ScoringFailed(report.reason, model=self.scorer.model_id)
+        return report
+
+    def require_ready(self) -> None:
+        state = self.scorer.state
+        if not state.ready:
+            raise ModelNotReady(
+                f"model {self.scorer.model_id} is {state.status}"
+                + (f": {state.reason}" if state.reason else ""),
+                progress=state.progress,
+            )
 
     def _check_modalities(self, query: Query) -> None:
         if not query.text and not self.scorer.reads_images:

@@ -1,7 +1,7 @@
 """Query normalization: pure functions, no I/O.
 
-Shoppers type "iPhone15pro max", "ｉｐｈｏｎｅ　１５" or "  led   tv ". The same intent must give the
-same text, so that the engine sees clean terms and repeated queries share cache entries.
+Shoppers type "iPhone15pro max", "ｉｐｈｏｎｅ　１５" or "  led   tv ". The same intent must give
+the same text, so that the engine sees clean terms and repeated queries share cache entries.
 """
 
 from __future__ import annotations

@@ -1,20 +1,100 @@
-"""Settings -> concrete parts. The only module that knows every implementation by name."""
+"""Composition: settings -> concrete parts -> Services, and their start and stop. The only
+module that knows every implementation by name; the app's lifespan and the commands call it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from es_integration.backends.base import SearchBackend
-from es_integration.backends.embedded import EmbeddedBackend
+from sidecar.backends.base import ListsDocuments, SearchBackend
+from sidecar.backends.embedded import EmbeddedBackend
 from sidecar.cache.base import ScoreCache
 from sidecar.cache.memory import MemoryCache, NoCache
 from sidecar.config import Settings
+from sidecar.documents import from_hit
 from sidecar.errors import ConfigError
-from sidecar.scoring.base import Scorer
+from sidecar.pipeline import Pipeline
+from sidecar.query import Normalizer
+from sidecar.rules.store import RuleStore
+from sidecar.scoring.base import FetchesImagesRemotely, Scorer, WarmsDocuments
+from sidecar.services import Services
 
 if TYPE_CHECKING:
     from sidecar.scoring.images import ImageLoader
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, scorer: Scorer | None = None) -> Services:
+    """Every long-lived part for `settings`; `scorer` shares an already built model."""
+    backend = build_backend(settings)
+    cache = build_cache(settings)
+    scorer = scorer or build_scorer(settings)
+    rules = RuleStore(settings.rules.path)
+    pipeline = Pipeline(
+        backend,
+        scorer,
+        cache,
+        rules,
+        settings.fields,
+        cache_prefix=settings.cache.prefix,
+        cache_ttl_s=settings.cache.ttl_s,
+        engine_share=settings.limits.engine_share,
+        images=build_image_loader(settings, scorer),
+    )
+    return Services(
+        settings=settings,
+        backend=backend,
+        scorer=scorer,
+        cache=cache,
+        rules=rules,
+        pipeline=pipeline,
+        normalizer=Normalizer(settings.query.casing),
+    )
+
+
+async def close_services(services: Services, *, close_scorer: bool = True) -> None:
+    """Stop background tasks, let late cache writes land, close every client. A scorer shared
+    by the caller (`close_scorer=False`) stays open."""
+    for task in services.tasks:
+        task.cancel()
+    await asyncio.gather(*services.tasks, return_exceptions=True)
+    await services.pipeline.drain()
+    if close_scorer:
+        await services.scorer.close()
+    await services.cache.close()
+    await services.backend.close()
+    if services.pipeline.images is not None:
+        await services.pipeline.images.close()
+
+
+async def load_model(services: Services) -> None:
+    if not services.scorer.state.ready:
+        await services.scorer.load()
+
+
+async def warm_catalog(services: Services, load: asyncio.Task[None]) -> None:
+    """Embedded mode knows its whole catalog: encode it once in the background so that the
+    first searches are warm; /readyz shows the progress. Engines in production are warmed with
+    `rerank-sidecar warm`."""
+    await load
+    scorer, backend = services.scorer, services.backend
+    if not isinstance(scorer, WarmsDocuments) or not isinstance(backend, ListsDocuments):
+        return
+    if not scorer.state.ready:
+        return
+    documents = [from_hit(hit, services.settings.fields) for hit in backend.all_documents()]
+    progress = services.warmup
+    progress.update(state="running", done=0, total=len(documents))
+
+    def report(done: int) -> None:
+        progress["done"] = done
+
+    await asyncio.to_thread(scorer.warm_documents, documents, progress=report)
+    progress["state"] = "done"
+    log.info("catalog warm-up done", extra={"documents": len(documents)})
 
 
 def build_backend(settings: Settings) -> SearchBackend:
@@ -27,11 +107,11 @@ def build_backend(settings: Settings) -> SearchBackend:
         backend.add_jsonl(engine.default_index, catalog, id_field=settings.fields.id or "id")
         return backend
     if engine.kind == "elasticsearch":
-        from es_integration.backends.elasticsearch import ElasticsearchBackend
+        from sidecar.backends.elasticsearch import ElasticsearchBackend
 
         return ElasticsearchBackend(engine, settings.fields)
     if engine.kind == "opensearch":
-        from es_integration.backends.opensearch import OpenSearchBackend
+        from sidecar.backends.opensearch import OpenSearchBackend
 
         return OpenSearchBackend(engine, settings.fields)
     raise ConfigError(f"engine.kind {engine.kind!r} is not available in this build")
@@ -98,7 +178,7 @@ def build_scorer(settings: Settings) -> Scorer:
 def build_image_loader(settings: Settings, scorer: Scorer) -> ImageLoader | None:
     """The image loader for a scorer that reads pixels here; None for text-only scorers and
     for the remote scorer (its peer fetches the images it is given by URL)."""
-    if not scorer.reads_images or getattr(scorer, "fetches_images_remotely", False):
+    if not scorer.reads_images or isinstance(scorer, FetchesImagesRemotely):
         return None
     from sidecar.demo import DEMO_DIR
     from sidecar.scoring.images import ImageLoader

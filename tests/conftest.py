@@ -23,7 +23,7 @@ def minilm() -> MiniLMScorer:
     asyncio.run(scorer.load())
     assert scorer.state.ready, scorer.state.reason
     # Encode the demo catalog once for the whole session, as the app does at start-up.
-    from es_integration.backends.base import Hit
+    from sidecar.backends.base import Hit
     from sidecar.config import FieldMap
     from sidecar.demo import load_catalog
     from sidecar.documents import from_hit

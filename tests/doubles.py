@@ -16,8 +16,13 @@ class NeverReadyScorer:
 
     reads_images = False
 
-    def __init__(self, model_id: str = "never-ready", status: str = "loading",
-                 reason: str = "", progress: float = 0.3) -> None:
+    def __init__(
+        self,
+        model_id: str = "never-ready",
+        status: str = "loading",
+        reason: str = "",
+        progress: float = 0.3,
+    ) -> None:
         self.model_id = model_id
         self.state = ModelState(status=status, reason=reason, progress=progress)
 

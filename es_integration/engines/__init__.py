@@ -1,6 +1,7 @@
 """Local Elasticsearch / OpenSearch engines for development and integration tests.
 
-    python -m es_integration.engines start elasticsearch   # prints {"engine", "version", "url", "pid", "startup_s"}
+    python -m es_integration.engines start elasticsearch
+    # prints {"engine", "version", "url", "pid", "startup_s"}
     python -m es_integration.engines stop elasticsearch
 
 or from Python: ``state = start("opensearch", ".engines")`` ... ``stop("opensearch", ".engines")``.

@@ -4,6 +4,11 @@ The engines come from Maven Central as `integ-test-zip` distributions (no bundle
 into a state directory, configured for 127.0.0.1 with security off, and started as an unprivileged
 user when we run as root (both engines refuse to run as root). Standard library only, so this works
 before any `pip install`.
+
+One module of ~700 lines on purpose: fetching (Maven metadata, sha1 checks, a cache lock),
+laying out (config files, the engine user) and running (start, wait for health, stop by pid) are
+the steps of one lifecycle that share `EngineSpec` and the state directory's layout (unpacked
+home, pid file, ports, logs); split, each file would need the whole of that layout anyway.
 """
 
 from __future__ import annotations
@@ -112,7 +117,8 @@ def start(
     version: str | None = None,
     timeout: float = START_TIMEOUT_S,
 ) -> dict:
-    """Start `engine` (downloading it if needed) and return its state: engine, version, url, pid, startup_s.
+    """Start `engine` (downloading it if needed) and return its state: engine, version, url, pid,
+    startup_s.
 
     Idempotent: if it already runs from this state dir, its recorded state is returned.
     """
@@ -143,7 +149,8 @@ def start(
 def stop(
     engine: str, state_dir: str | os.PathLike = DEFAULT_STATE_DIR, timeout: float = 30.0
 ) -> bool:
-    """Stop the engine recorded in the state dir: SIGTERM, wait, then SIGKILL. True if one was running."""
+    """Stop the engine recorded in the state dir: SIGTERM, wait, then SIGKILL. True if one was
+    running."""
     spec = _spec(engine)
     state_dir = Path(state_dir).resolve()
     path = _state_file(spec, state_dir)
@@ -160,7 +167,8 @@ def stop(
 
 
 def status(state_dir: str | os.PathLike = DEFAULT_STATE_DIR) -> list[dict]:
-    """The recorded state of every engine in the state dir, with `running` telling whether it is alive."""
+    """The recorded state of every engine in the state dir, with `running` telling whether it is
+    alive."""
     state_dir = Path(state_dir).resolve()
     result = []
     for spec in ENGINES.values():
@@ -239,7 +247,7 @@ def _fetch(url: str, dest: Path) -> str:
 
 
 def _progress(done: int, total: int, shown: int) -> int:
-    """Print progress in 10% steps (a single rewritten line on a terminal); return the step shown."""
+    """Print progress in 10% steps (one rewritten line on a terminal); return the step shown."""
     if not total:
         return shown
     step = done * 10 // total
@@ -250,7 +258,7 @@ def _progress(done: int, total: int, shown: int) -> int:
 
 
 def unpack(archive: Path, state_dir: Path) -> Path:
-    """Unpack the zip into state_dir once, keeping the exec bits that zipfile drops; return its home."""
+    """Unpack the zip into state_dir once, keeping the exec bits zipfile drops; return its home."""
     with zipfile.ZipFile(archive) as zf:
         top = zf.namelist()[0].split("/")[0]
         home = state_dir / top
@@ -428,7 +436,7 @@ def write_config(spec: EngineSpec, home: Path, http_port: int, transport_port: i
 
 
 def _launch(spec: EngineSpec, home: Path, java: Path, user: User | None) -> subprocess.Popen:
-    """Run the engine in the foreground of its own session; -p makes the server JVM write its pid."""
+    """Run the engine in the foreground of its own session; -p makes the JVM write its pid."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -574,7 +582,7 @@ def _make_state_dir(state_dir: Path, user: User | None) -> None:
 
 
 def _chown_tree(root: Path, user: User) -> None:
-    """Hand the engine home to its user: it writes config (keystore), data, logs, tmp and the pid."""
+    """Hand the engine home to its user: it writes config (keystore), data, logs, tmp, the pid."""
     os.chown(root, user.pw_uid, user.pw_gid)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:

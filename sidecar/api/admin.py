@@ -17,7 +17,7 @@ from sidecar.api.deps import ServicesDep, get_services
 from sidecar.cache.base import CacheUnavailable
 from sidecar.cache.keys import model_slug
 from sidecar.errors import InvalidRequest, NotFound, Unauthorized
-from sidecar.preview import preview
+from sidecar.operations.preview import preview
 from sidecar.rules.loader import RulesError, parse_rules
 from sidecar.services import Services
 
@@ -94,7 +94,7 @@ async def rules_preview(
 
 @router.get("/cache/stats")
 async def cache_stats(services: ServicesDep) -> dict[str, Any]:
-    stats = dict(services.cache.stats())
+    stats = services.cache.stats()
     stats["single_flight_shared"] = services.pipeline.flights.shared
     stats["prefix"] = services.settings.cache.prefix
     return stats
@@ -109,11 +109,8 @@ async def cache_flush(body: FlushRequest, services: ServicesDep) -> dict[str, An
         prefix = body.prefix or ""
         if not prefix.startswith(own):  # never reach keys that are not the sidecar's
             raise InvalidRequest(f"prefix must start with the cache prefix {own!r}", field="prefix")
-    delete = getattr(services.cache, "delete_prefix", None)
-    if delete is None:
-        raise InvalidRequest(f"cache {services.cache.name!r} cannot flush", field="prefix")
     try:
-        deleted = await delete(prefix)
+        deleted = await services.cache.delete_prefix(prefix)
     except CacheUnavailable as exc:
         return JSONResponse(
             {"error": "cache_unavailable", "message": str(exc), "prefix": prefix}, status_code=503

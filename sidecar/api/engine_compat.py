@@ -27,8 +27,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from sidecar.api.deps import ServicesDep
+from sidecar.api.mapping import search_params
 from sidecar.api.models import SearchRequest
-from sidecar.api.search import search_params
 from sidecar.api.source_filter import source_entry
 from sidecar.errors import (
     BadQuery,
@@ -308,11 +308,7 @@ def render(
         "reason": report.reason,
         "window": outcome.window,
         "dropped": outcome.dropped,
-        "cache": {
-            "status": report.cache_status,
-            "hits": report.cache_hits,
-            "misses": report.cache_misses,
-        },
+        "cache": report.cache_summary(),
         "timings": outcome.timings,
         "model": services.scorer.model_id,
         "engine": outcome.engine,
@@ -333,9 +329,7 @@ def _hit(page_hit: PageHit, index: str, source_spec: Any) -> dict[str, Any]:
             "model_score": ranked.candidate.model_score if ranked else None,
             "engine_score": hit.score,
             "band": ranked.band if ranked else "unscored",
-            "rules": [
-                {"rule": f.rule, "kind": f.kind, "effect": f.effect} for f in ranked.fired
-            ]
+            "rules": [{"rule": f.rule, "kind": f.kind, "effect": f.effect} for f in ranked.fired]
             if ranked
             else [],
             "flags": list(page_hit.flags),

@@ -15,10 +15,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from sidecar.api.deps import ServicesDep
-from sidecar.api.models import QueryObject, _Body
-from sidecar.api.search import parse_query
+from sidecar.api.mapping import parse_query, timeout_s
+from sidecar.api.models import Body, QueryObject
 from sidecar.documents import Document, make_document
-from sidecar.errors import InvalidRequest, ModelNotReady, ScoringFailed
 from sidecar.rules.engine import band_of
 
 router = APIRouter()
@@ -27,7 +26,7 @@ MAX_SELLING_POINTS = 32
 MAX_TITLE_WORDS = 64
 
 
-class ExplainProduct(_Body):
+class ExplainProduct(Body):
     title: str = Field("", max_length=1024)
     selling_points: list[str] = Field([], max_length=MAX_SELLING_POINTS)
     # A URL, or an uploaded image as a data: URL (the playground's upload).
@@ -47,7 +46,7 @@ class ExplainProduct(_Body):
         return self
 
 
-class ExplainRequest(_Body):
+class ExplainRequest(Body):
     query: str | QueryObject
     product: ExplainProduct
     instruction: str | None = Field(None, max_length=1024)
@@ -97,33 +96,11 @@ def variants(product: ExplainProduct) -> tuple[list[Document], list[tuple[str, i
 
 @router.post("/api/explain", response_model=ExplainResponse)
 async def explain(body: ExplainRequest, services: ServicesDep) -> dict[str, Any]:
-    scorer = services.scorer
     query = parse_query(body.query, services.normalizer)
-    if not query.text and not scorer.reads_images:
-        raise InvalidRequest(
-            f"the scorer {scorer.model_id} reads text only: give query text", field="query.text"
-        )
-    if not scorer.state.ready:
-        state = scorer.state
-        raise ModelNotReady(
-            f"model {scorer.model_id} is {state.status}"
-            + (f": {state.reason}" if state.reason else ""),
-            progress=state.progress,
-        )
-    limits = services.settings.limits
-    timeout_ms = body.timeout_ms if body.timeout_ms is not None else limits.default_timeout_ms
-    if timeout_ms > limits.max_timeout_ms:
-        raise InvalidRequest(
-            f"timeout_ms {timeout_ms} is above the maximum {limits.max_timeout_ms}",
-            field="timeout_ms",
-        )
+    deadline = time.perf_counter() + timeout_s(body.timeout_ms, services)
     documents, removed = variants(body.product)
     instruction = body.instruction or services.settings.scorer.instruction
-    report = await services.pipeline.score(
-        query, documents, instruction, time.perf_counter() + timeout_ms / 1000
-    )
-    if report.status != "ok":
-        raise ScoringFailed(report.reason, model=scorer.model_id)
+    report = await services.pipeline.rerank(query, documents, instruction, deadline)
     scores = [float(s) for s in report.scores if s is not None]
     full = scores[0]
     fragments = [
@@ -134,13 +111,9 @@ async def explain(body: ExplainRequest, services: ServicesDep) -> dict[str, Any]
     return {
         "score": full,
         "band": band_of(services.rules.current.rules, full),
-        "model": scorer.model_id,
+        "model": services.scorer.model_id,
         "fragments": fragments,
         "flags": report.flags.get(0, []),
-        "cache": {
-            "status": report.cache_status,
-            "hits": report.cache_hits,
-            "misses": report.cache_misses,
-        },
+        "cache": report.cache_summary(),
         "timings": report.timings,
     }

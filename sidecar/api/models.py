@@ -9,17 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Scalar = str | int | float | bool
 
 
-class _Body(BaseModel):
+class Body(BaseModel):
+    """A request body: unknown keys are refused, aliases (`from`) accepted."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class QueryObject(_Body):
+class QueryObject(Body):
     text: str | None = Field(None, max_length=2048)
     image_url: str | None = Field(None, max_length=4096)
     image_base64: str | None = Field(None, max_length=16 * 1024 * 1024)
 
 
-class RangeBounds(_Body):
+class RangeBounds(Body):
     gte: float | None = None
     gt: float | None = None
     lte: float | None = None
@@ -36,7 +38,7 @@ class RangeBounds(_Body):
         return self
 
 
-class Filters(_Body):
+class Filters(Body):
     term: dict[str, Scalar | list[Scalar]] = {}
     range: dict[str, RangeBounds] = {}
 
@@ -49,7 +51,7 @@ class Filters(_Body):
         return value
 
 
-class SearchRequest(_Body):
+class SearchRequest(Body):
     query: str | QueryObject = Field(..., description="text, or {text, image_url|image_base64}")
     index: str | None = Field(None, min_length=1, max_length=255)
     filters: Filters = Filters()
@@ -70,7 +72,13 @@ class SearchRequest(_Body):
     )
 
 
-class RerankDocument(_Body):
+def require_text_or_image(text: str | None, image: str | None, what: str) -> None:
+    """A query or document must carry something to score."""
+    if not (text and text.strip()) and not image:
+        raise ValueError(f"{what} needs text, an image, or both")
+
+
+class RerankDocument(Body):
     text: str | None = Field(None, max_length=65536)
     image_url: str | None = Field(None, max_length=4096)
 
@@ -81,7 +89,7 @@ class RerankDocument(_Body):
         return self
 
 
-class RerankRequest(_Body):
+class RerankRequest(Body):
     query: str | QueryObject
     documents: list[str | RerankDocument]
     instruction: str | None = Field(None, max_length=1024)
@@ -102,3 +110,37 @@ class RerankResponse(BaseModel):
     reason: str = ""
     cache: dict[str, Any]
     timings: dict[str, float]
+
+
+# /v1/rerank: the shape shared by Jina, Cohere and vLLM
+
+
+class V1Query(Body):
+    text: str | None = Field(None, max_length=2048)
+    image: str | None = Field(None, max_length=16 * 1024 * 1024, description="URL or data URI")
+
+    @model_validator(mode="after")
+    def _something(self) -> V1Query:
+        require_text_or_image(self.text, self.image, "a query")
+        return self
+
+
+class V1Document(Body):
+    text: str | None = Field(None, max_length=65536)
+    image: str | None = Field(None, max_length=4096, description="URL (or catalog path)")
+
+    @model_validator(mode="after")
+    def _something(self) -> V1Document:
+        require_text_or_image(self.text, self.image, "a document")
+        if self.image and self.image.startswith("data:"):
+            raise ValueError("document images must be URLs, not data URIs")
+        return self
+
+
+class V1RerankRequest(Body):
+    model: str | None = Field(None, max_length=256)
+    query: str | V1Query
+    documents: list[str | V1Document]
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = False
+    instruction: str | None = Field(None, max_length=1024)

@@ -18,8 +18,13 @@ from sidecar.ui import ASSETS, UI_DIR
 router = APIRouter(include_in_schema=False)
 
 _IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(png|jpe?g|webp|gif)$")
-_IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
-                "webp": "image/webp", "gif": "image/gif"}
+_IMAGE_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
 # The page loads only its own files; product images may come from anywhere (CDNs in production),
 # uploads are shown from data: and blob: URLs.
 _CSP = (

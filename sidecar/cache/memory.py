@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from cachetools import LRUCache
 
 
 class MemoryCache:
     name = "memory"
 
     def __init__(self, max_entries: int = 200_000) -> None:
-        self._max = max_entries
-        self._data: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (score, expiry)
+        # key -> (score, expiry). A plain LRU holding the expiry rather than a TLRUCache: the ttl
+        # comes per set_many call, an entry stays counted until it is read or evicted (as stats()
+        # has always shown), and time.monotonic is read at call time (tests move the clock).
+        # Only the event loop touches it, so no lock.
+        self._data: LRUCache[str, tuple[float, float]] = LRUCache(maxsize=max_entries)
         self.hits = 0
         self.misses = 0
 
@@ -21,14 +25,13 @@ class MemoryCache:
         now = time.monotonic()
         out: list[float | None] = []
         for key in keys:
-            entry = self._data.get(key)
+            entry = self._data.get(key)  # a hit refreshes the LRU order
             if entry is None or entry[1] < now:
                 if entry is not None:
                     del self._data[key]
                 out.append(None)
                 self.misses += 1
                 continue
-            self._data.move_to_end(key)
             out.append(entry[0])
             self.hits += 1
         return out
@@ -36,10 +39,7 @@ class MemoryCache:
     async def set_many(self, items: Mapping[str, float], ttl_s: int) -> None:
         expiry = time.monotonic() + ttl_s
         for key, score in items.items():
-            self._data[key] = (score, expiry)
-            self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
+            self._data[key] = (score, expiry)  # evicts the least recently used when full
 
     async def delete_prefix(self, prefix: str) -> int:
         doomed = [key for key in self._data if key.startswith(prefix)]

@@ -62,26 +62,41 @@ def clean_text(raw: str) -> str:
     return _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", raw or ""))).strip()
 
 
-def _pick(header: Sequence[str], given: str | None, candidates: Sequence[str], what: str,
-          required: bool = True) -> str | None:
+def _pick(
+    header: Sequence[str],
+    given: str | None,
+    candidates: Sequence[str],
+    what: str,
+    required: bool = True,
+) -> str | None:
     if given:
         if given not in header:
-            raise InvalidRequest(f"column {given!r} is not in the file (columns: "
-                                 f"{', '.join(header)})", field=what)
+            raise InvalidRequest(
+                f"column {given!r} is not in the file (columns: {', '.join(header)})", field=what
+            )
         return given
     lowered = {h.lower(): h for h in header}
     for name in candidates:
         if name in lowered:
             return lowered[name]
     if required:
-        raise InvalidRequest(f"no {what} column found; name it with --{what}-column "
-                             f"(columns: {', '.join(header)})", field=what)
+        raise InvalidRequest(
+            f"no {what} column found; name it with --{what}-column (columns: {', '.join(header)})",
+            field=what,
+        )
     return None
 
 
-def load_csv(path: Path, *, query: str | None = None, title: str | None = None,
-             text: str | None = None, label: str | None = None, product_id: str | None = None,
-             query_type: str | None = None) -> Dataset:
+def load_csv(
+    path: Path,
+    *,
+    query: str | None = None,
+    title: str | None = None,
+    text: str | None = None,
+    label: str | None = None,
+    product_id: str | None = None,
+    query_type: str | None = None,
+) -> Dataset:
     with Path(path).open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         header = list(reader.fieldnames or [])
@@ -103,12 +118,20 @@ def load_csv(path: Path, *, query: str | None = None, title: str | None = None,
             try:
                 value = float(row[cols["label"] or ""])
             except ValueError as exc:
-                raise InvalidRequest(f"{path}:{line}: label {row[cols['label'] or '']!r} is not a "
-                                     "number", field="label") from exc
+                raise InvalidRequest(
+                    f"{path}:{line}: label {row[cols['label'] or '']!r} is not a number",
+                    field="label",
+                ) from exc
             qtext = row[cols["query"] or ""].strip()
-            judged = queries.setdefault(qtext, JudgedQuery(
-                id=f"q{len(queries) + 1}", text=qtext, labels={},
-                query_type=row[cols["type"]].strip() if cols["type"] else None))
+            judged = queries.setdefault(
+                qtext,
+                JudgedQuery(
+                    id=f"q{len(queries) + 1}",
+                    text=qtext,
+                    labels={},
+                    query_type=row[cols["type"]].strip() if cols["type"] else None,
+                ),
+            )
             judged.labels[pid] = value
     return Dataset(Path(path).stem, products, list(queries.values()), cols)
 
@@ -125,8 +148,9 @@ def load_trec(queries_path: Path, corpus_path: Path, qrels_path: Path) -> Datase
             if raw.strip():
                 doc = json.loads(raw)
                 pid = str(doc.get("_id", doc.get("id")))
-                products[pid] = Product(pid, clean_text(doc.get("title", "")),
-                                        clean_text(doc.get("text", "")))
+                products[pid] = Product(
+                    pid, clean_text(doc.get("title", "")), clean_text(doc.get("text", ""))
+                )
     judged: dict[str, JudgedQuery] = {}
     for row in _tsv(qrels_path):
         qid, docid, label = (row[0], row[2], row[3]) if len(row) >= 4 else (row[0], row[1], row[2])

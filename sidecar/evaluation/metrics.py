@@ -29,16 +29,18 @@ def mrr_best(ranking: Sequence[str], labels: Mapping[str, float]) -> float:
     return 0.0
 
 
-def recall_at(ranking: Sequence[str], labels: Mapping[str, float], threshold: float,
-              k: int = 10) -> float:
+def recall_at(
+    ranking: Sequence[str], labels: Mapping[str, float], threshold: float, k: int = 10
+) -> float:
     relevant = {doc for doc, v in labels.items() if v > threshold}
     if not relevant:
         return float("nan")
     return len(relevant.intersection(ranking[:k])) / len(relevant)
 
 
-def bootstrap_ci(values: Sequence[float], rounds: int = 2000, level: float = 0.95,
-                 seed: int = 7) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], rounds: int = 2000, level: float = 0.95, seed: int = 7
+) -> tuple[float, float]:
     data = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
     if data.size == 0:
         return (float("nan"), float("nan"))
@@ -48,8 +50,9 @@ def bootstrap_ci(values: Sequence[float], rounds: int = 2000, level: float = 0.9
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
-def paired_permutation_p(a: Sequence[float], b: Sequence[float], rounds: int = 10_000,
-                         seed: int = 11) -> float:
+def paired_permutation_p(
+    a: Sequence[float], b: Sequence[float], rounds: int = 10_000, seed: int = 11
+) -> float:
     """Two-sided p-value that mean(b - a) is 0, by randomly flipping the sign of each query's
     difference (a paired randomization test; makes no normality assumption)."""
     diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)

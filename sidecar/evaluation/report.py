@@ -41,13 +41,19 @@ def summarize(results: Sequence[QueryResult]) -> dict[str, Any]:
         return out
 
     types = sorted({r.query_type for r in results})
-    return {"overall": block(results),
-            "by_type": {t: block([r for r in results if r.query_type == t]) for t in types}}
+    return {
+        "overall": block(results),
+        "by_type": {t: block([r for r in results if r.query_type == t]) for t in types},
+    }
 
 
 def table(summary: dict[str, Any], title: str) -> str:
-    lines = [title, f"{'segment':14s} {'n':>5s} " + " ".join(f"{o:>9s}" for o in ORDERS)
-             + f" {'gain':>7s} {'p':>7s}"]
+    lines = [
+        title,
+        f"{'segment':14s} {'n':>5s} "
+        + " ".join(f"{o:>9s}" for o in ORDERS)
+        + f" {'gain':>7s} {'p':>7s}",
+    ]
     rows = [("overall", summary["overall"]), *summary["by_type"].items()]
     for metric in METRICS:
         lines.append(f"-- {metric}")
@@ -61,12 +67,22 @@ def table(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-def write(out: Path, name: str, summary: dict[str, Any], results: Sequence[QueryResult],
-          meta: dict[str, Any]) -> list[Path]:
+def write(
+    out: Path,
+    name: str,
+    summary: dict[str, Any],
+    results: Sequence[QueryResult],
+    meta: dict[str, Any],
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    data = {"dataset": name, **meta, "summary": summary,
-            "queries": [{"query": r.query.text, "type": r.query_type, "metrics": r.metrics}
-                        for r in results]}
+    data = {
+        "dataset": name,
+        **meta,
+        "summary": summary,
+        "queries": [
+            {"query": r.query.text, "type": r.query_type, "metrics": r.metrics} for r in results
+        ],
+    }
     json_path = out / f"{name}.json"
     json_path.write_text(json.dumps(data, indent=2, allow_nan=True), encoding="utf-8")
     plot_path = out / f"{name}.png"
@@ -77,28 +93,43 @@ def write(out: Path, name: str, summary: dict[str, Any], results: Sequence[Query
 
 
 def _markdown(name: str, summary: dict[str, Any], meta: dict[str, Any], plot: str) -> str:
-    lines = [f"# Ranking quality: {name}", "",
-             f"Scorer `{meta.get('model')}`, engine `{meta.get('engine')}`, rules "
-             f"`{meta.get('rules_version')}`, {summary['overall']['queries']} queries, "
-             f"{meta.get('seconds', 0):.0f} s.", "",
-             "| segment | n | metric | " + " | ".join(ORDERS) + " | reranked − engine | p |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in ORDERS) + " | --- | --- |"]
+    lines = [
+        f"# Ranking quality: {name}",
+        "",
+        f"Scorer `{meta.get('model')}`, engine `{meta.get('engine')}`, rules "
+        f"`{meta.get('rules_version')}`, {summary['overall']['queries']} queries, "
+        f"{meta.get('seconds', 0):.0f} s.",
+        "",
+        "| segment | n | metric | " + " | ".join(ORDERS) + " | reranked − engine | p |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in ORDERS) + " | --- | --- |",
+    ]
     rows = [("overall", summary["overall"]), *summary["by_type"].items()]
     for seg, block in rows:
         for metric in METRICS:
             cells = " | ".join(
                 f"{block[o][metric]['mean']:.3f} [{block[o][metric]['ci95'][0]:.3f}, "
-                f"{block[o][metric]['ci95'][1]:.3f}]" for o in ORDERS)
+                f"{block[o][metric]['ci95'][1]:.3f}]"
+                for o in ORDERS
+            )
             cmp = block["reranked_vs_engine"]
-            tail = (f"{cmp['ndcg@10_gain']:+.3f} | {cmp['p_value']:.4f}" if metric == "ndcg@10"
-                    else " | ")
+            tail = (
+                f"{cmp['ndcg@10_gain']:+.3f} | {cmp['p_value']:.4f}"
+                if metric == "ndcg@10"
+                else " | "
+            )
             lines.append(f"| {seg} | {block['queries']} | {metric} | {cells} | {tail} |")
-    lines += ["", "Brackets: 95% bootstrap confidence interval over queries. p: paired "
-              "randomization test of reranked vs engine NDCG@10.", "",
-              "Orders: *engine* = first stage; *reranked* = the pipeline (model blended by the "
-              "rules, drops applied); *model* = model score alone over all judged candidates; "
-              "*random* = seeded shuffle.", "", f"![NDCG@10 by query type and gain per query]({plot})",
-              ""]
+    lines += [
+        "",
+        "Brackets: 95% bootstrap confidence interval over queries. p: paired "
+        "randomization test of reranked vs engine NDCG@10.",
+        "",
+        "Orders: *engine* = first stage; *reranked* = the pipeline (model blended by the "
+        "rules, drops applied); *model* = model score alone over all judged candidates; "
+        "*random* = seeded shuffle.",
+        "",
+        f"![NDCG@10 by query type and gain per query]({plot})",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -114,11 +145,14 @@ def _plot(path: Path, name: str, summary: dict[str, Any], results: Sequence[Quer
     x = np.arange(len(segments))
     for offset, order, color in ((-0.2, "engine", "#9aa5b1"), (0.2, "reranked", "#2f6fde")):
         means = [b[order]["ndcg@10"]["mean"] for b in blocks]
-        errs = np.array([[m - b[order]["ndcg@10"]["ci95"][0], b[order]["ndcg@10"]["ci95"][1] - m]
-                         for m, b in zip(means, blocks, strict=True)]).T
+        errs = np.array(
+            [
+                [m - b[order]["ndcg@10"]["ci95"][0], b[order]["ndcg@10"]["ci95"][1] - m]
+                for m, b in zip(means, blocks, strict=True)
+            ]
+        ).T
         bars.bar(x + offset, means, 0.4, yerr=errs, label=order, color=color, capsize=3)
-    bars.set_xticks(x, [f"{s}\n(n={b['queries']})" for s, b in zip(segments, blocks,
-                                                                   strict=True)])
+    bars.set_xticks(x, [f"{s}\n(n={b['queries']})" for s, b in zip(segments, blocks, strict=True)])
     bars.set_ylabel("NDCG@10")
     lowest = min(b[o]["ndcg@10"]["ci95"][0] for b in blocks for o in ("engine", "reranked"))
     bars.set_ylim(max(0.0, lowest - 0.1), 1)  # zoomed: the differences are what matter
@@ -129,8 +163,10 @@ def _plot(path: Path, name: str, summary: dict[str, Any], results: Sequence[Quer
     hist.axvline(0, color="black", linewidth=1)
     hist.set_xlabel("NDCG@10 gain per query (reranked − engine)")
     hist.set_ylabel("queries")
-    hist.set_title(f"better: {sum(g > 1e-9 for g in gains)}, worse: "
-                   f"{sum(g < -1e-9 for g in gains)}, same: {sum(abs(g) <= 1e-9 for g in gains)}")
+    hist.set_title(
+        f"better: {sum(g > 1e-9 for g in gains)}, worse: "
+        f"{sum(g < -1e-9 for g in gains)}, same: {sum(abs(g) <= 1e-9 for g in gains)}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""The evaluation protocol (../shared/data/README.md): index the corpus, run each query through
+"""The evaluation protocol (README, "Evaluation"): index the corpus, run each query through
 the first stage, keep its judged candidates in the engine's order, rerank them through the real
 pipeline (scorer, cache, rules), and score every ordering with the same metrics.
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from es_integration.backends.base import Hit, TermFilter
+from sidecar.backends.base import Hit, TermFilter
 from sidecar.config import FieldMap
 from sidecar.documents import Document, from_hit
 from sidecar.evaluation.data import Dataset, JudgedQuery
@@ -29,8 +29,9 @@ from sidecar.pipeline import Pipeline, SearchParams
 from sidecar.services import Services
 
 ORDERS = ("engine", "reranked", "model", "random")
-EVAL_FIELDS = FieldMap(id="id", title="title", selling_points="description",
-                       image_urls="image_url", business=[])
+EVAL_FIELDS = FieldMap(
+    id="id", title="title", selling_points="description", image_urls="image_url", business=[]
+)
 SEARCH_FIELDS = {"title": 3.0, "description": 1.5}
 
 
@@ -50,27 +51,38 @@ def classify(text: str) -> str:
 
 
 def corpus_documents(dataset: Dataset) -> list[dict[str, Any]]:
-    return [{"id": p.id, "title": p.title, "description": p.text}
-            for p in dataset.products.values()]
+    return [
+        {"id": p.id, "title": p.title, "description": p.text} for p in dataset.products.values()
+    ]
 
 
-async def evaluate(dataset: Dataset, services: Services, index: str,
-                   progress: Callable[[QueryResult], None] | None = None,
-                   seed: int = 13) -> list[QueryResult]:
+async def evaluate(
+    dataset: Dataset,
+    services: Services,
+    index: str,
+    progress: Callable[[QueryResult], None] | None = None,
+    seed: int = 13,
+) -> list[QueryResult]:
     pipeline = services.pipeline
-    if pipeline.field_map != EVAL_FIELDS:  # the corpus has its own fields (command.run_eval)
+    if pipeline.field_map != EVAL_FIELDS:  # the corpus has its own fields (session.run_eval)
         raise ValueError("evaluate() needs services built with fields=EVAL_FIELDS")
     low, high = dataset.label_range
     threshold = (low + high) / 2
-    corpus = {doc["id"]: from_hit(Hit(doc["id"], 0.0, doc), EVAL_FIELDS)
-              for doc in corpus_documents(dataset)}
+    corpus = {
+        doc["id"]: from_hit(Hit(doc["id"], 0.0, doc), EVAL_FIELDS)
+        for doc in corpus_documents(dataset)
+    }
     results = []
     for judged in dataset.queries:
-        rankings = await _rankings(judged, pipeline, services, index, corpus,
-                                   random.Random(f"{seed}:{judged.id}"))
+        rankings = await _rankings(
+            judged, pipeline, services, index, corpus, random.Random(f"{seed}:{judged.id}")
+        )
         metrics = {
-            order: {"ndcg@10": ndcg_at(r, judged.labels), "mrr": mrr_best(r, judged.labels),
-                    "recall@10": recall_at(r, judged.labels, threshold)}
+            order: {
+                "ndcg@10": ndcg_at(r, judged.labels),
+                "mrr": mrr_best(r, judged.labels),
+                "recall@10": recall_at(r, judged.labels, threshold),
+            }
             for order, r in rankings.items()
         }
         result = QueryResult(judged, judged.query_type or classify(judged.text), metrics, rankings)
@@ -80,8 +92,14 @@ async def evaluate(dataset: Dataset, services: Services, index: str,
     return results
 
 
-async def _rankings(judged: JudgedQuery, pipeline: Pipeline, services: Services, index: str,
-                    corpus: dict[str, Document], rng: random.Random) -> dict[str, list[str]]:
+async def _rankings(
+    judged: JudgedQuery,
+    pipeline: Pipeline,
+    services: Services,
+    index: str,
+    corpus: dict[str, Document],
+    rng: random.Random,
+) -> dict[str, list[str]]:
     ids = sorted(judged.labels)
     query = services.normalizer.query(judged.text)
     instruction = services.settings.scorer.instruction
@@ -90,16 +108,25 @@ async def _rankings(judged: JudgedQuery, pipeline: Pipeline, services: Services,
     engine = [h.id for h in first.hits]
     missed = [i for i in ids if i not in set(engine)]
 
-    outcome = await pipeline.search(SearchParams(
-        index=index, query=query, filters=only_judged, size=len(ids), window=len(ids),
-        instruction=instruction, timeout_s=600.0))
+    outcome = await pipeline.search(
+        SearchParams(
+            index=index,
+            query=query,
+            filters=only_judged,
+            size=len(ids),
+            window=len(ids),
+            instruction=instruction,
+            timeout_s=600.0,
+        )
+    )
     if outcome.report.status != "ok":
         raise RuntimeError(f"scoring did not complete for {judged.text!r}: {outcome.report.reason}")
     shown = [h.document.id for h in outcome.hits]
     dropped = [i for i in engine if i not in set(shown)]
 
-    report = await pipeline.score(query, [corpus[i] for i in ids], instruction,
-                                  time.perf_counter() + 600)
+    report = await pipeline.score(
+        query, [corpus[i] for i in ids], instruction, time.perf_counter() + 600
+    )
     scores = dict(zip(ids, report.scores, strict=True))
     shuffled = list(ids)
     rng.shuffle(shuffled)

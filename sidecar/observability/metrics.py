@@ -5,10 +5,11 @@ Lower layers never import prometheus. The numbers come from three places:
 - after a request: the HTTP middleware observes route/status/latency, and the search route hands
   its `SearchOutcome` to `observe_search` (stage timings, rerank status, cache hits/misses);
 - at scrape time: `ServicesCollector` reads what the parts already keep (`cache.stats()`,
-  `rules.current.version`, `scorer.state`, and `scorer.stats()` when a scorer offers one);
+  `rules.current.version`, `scorer.state`, and the micro-batcher's counters when the scorer
+  has one);
 - by hand-over: a part that wants to report events as they happen (the micro-batcher, the image
   loader) gets a small observer object with plain methods, through its `observe_with(observer)`
-  hook when it has one (`Metrics.attach`). See `BatchObserver` and `ImageObserver`.
+  hook (`Metrics.attach`). See `BatchObserver` and `ImageObserver`.
 
 Labels are small fixed sets: route templates, status codes, stage names, reason buckets.
 Never query text, product ids or raw error messages.
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
+
+from sidecar.scoring.base import Batched
 
 if TYPE_CHECKING:
     from sidecar.pipeline import SearchOutcome
@@ -211,14 +214,11 @@ class Metrics:
     def attach(self, services: Services) -> None:
         """Read `services` at scrape time and hand observers to the parts that take them."""
         self._services = lambda: services
-        for part, observer in (
-            (services.scorer, self.batch_observer),
-            (getattr(services.scorer, "batcher", None), self.batch_observer),
-            (services.pipeline.images, self.image_observer),
-        ):
-            hook = getattr(part, "observe_with", None)
-            if callable(hook):
-                hook(observer)
+        scorer = services.scorer
+        if isinstance(scorer, Batched) and scorer.batcher is not None:
+            scorer.batcher.observe_with(self.batch_observer)
+        if services.pipeline.images is not None:
+            services.pipeline.images.observe_with(self.image_observer)
 
     def detach(self) -> None:
         self._services = lambda: None
@@ -300,7 +300,7 @@ def _rules_families(services: Services) -> Iterator[Any]:
         "sidecar_rules_reload_errors",
         "Problems in the last rejected rules reload (0 when the file on disk is live).",
     )
-    problems.add_metric([], float(len(getattr(services.rules, "last_errors", []))))
+    problems.add_metric([], float(len(services.rules.last_errors)))
     yield problems
 
 
@@ -311,29 +311,14 @@ def _model_families(services: Services) -> Iterator[Any]:
     )
     ready.add_metric([scorer.model_id], 1.0 if scorer.state.ready else 0.0)
     yield ready
-    stats_of = getattr(scorer, "stats", None)
-    stats = stats_of() if callable(stats_of) else {}
-    batch_stats = getattr(getattr(scorer, "batcher", None), "stats", None)
-    if batch_stats is not None and not stats:
-        stats = {
-            key: getattr(batch_stats, key)
-            for key in ("batches", "pairs", "oom_retries")
-            if hasattr(batch_stats, key)
-        }
-    if not isinstance(stats, Mapping):
+    if not isinstance(scorer, Batched) or scorer.batcher is None:
         return
-    if "queue_depth" in stats:
-        depth = GaugeMetricFamily(
-            "sidecar_model_queue_pairs", "Pairs waiting for the model, as the scorer reports."
-        )
-        depth.add_metric([], float(stats["queue_depth"]))
-        yield depth
+    stats = scorer.batcher.stats
     for key, help_text in (
         ("batches", "Forward passes run."),
         ("pairs", "Pairs scored by forward passes."),
         ("oom_retries", "Batches split in halves after running out of memory."),
     ):
-        if key in stats:
-            family = CounterMetricFamily(f"sidecar_model_{key}", help_text)
-            family.add_metric([], float(stats[key]))
-            yield family
+        family = CounterMetricFamily(f"sidecar_model_{key}", help_text)
+        family.add_metric([], float(getattr(stats, key)))
+        yield family

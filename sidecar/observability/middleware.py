@@ -25,6 +25,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sidecar.errors import INTERNAL_ERROR
 from sidecar.observability import logging as obs_logging
 from sidecar.observability.metrics import Metrics
 from sidecar.pipeline import SearchOutcome
@@ -34,7 +35,7 @@ log = logging.getLogger("sidecar.request")
 HEADER = "x-request-id"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _STATE_KEY = "search_record"
-_INTERNAL = json.dumps({"error": "internal", "message": "internal error; see the logs"}).encode()
+_INTERNAL = json.dumps(INTERNAL_ERROR).encode()
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ class RequestMiddleware:
             self.metrics.observe_search(record.outcome)
             fields.update(_search_fields(record, self.log_queries))
         # 500 is a bug; 503/504 are dependencies (engine down, model loading) the caller is told.
-        level = logging.ERROR if status == 500 else logging.WARNING if status > 500 else logging.INFO
+        level = (
+            logging.ERROR if status == 500 else logging.WARNING if status > 500 else logging.INFO
+        )
         log.log(level, "request", extra=fields)
 
 

@@ -8,15 +8,16 @@ A document whose image could not be loaded is scored on its text alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from sidecar.documents import Document
     from sidecar.query import Query
+    from sidecar.scoring.batching import MicroBatcher
 
 
 @dataclass
@@ -54,3 +55,38 @@ class Scorer(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# Optional capabilities: a scorer has them or not, and callers check with isinstance.
+
+
+@runtime_checkable
+class WarmsDocuments(Protocol):
+    """A scorer whose document side does not depend on the query (a bi-encoder): documents can
+    be encoded ahead of traffic."""
+
+    def warm_documents(
+        self,
+        documents: Sequence[Document],
+        chunk: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Encode `documents` (in a worker thread); returns how many were new."""
+        ...
+
+
+@runtime_checkable
+class FetchesImagesRemotely(Protocol):
+    """A scorer that reads images but is given them as URLs: its peer fetches them, so the
+    sidecar loads none itself."""
+
+    fetches_images_remotely: bool
+
+
+@runtime_checkable
+class Batched(Protocol):
+    """A scorer whose forward passes go through a MicroBatcher (metrics read its stats and
+    observe its batches); `batcher` is None when batching is switched off."""
+
+    @property
+    def batcher(self) -> MicroBatcher[Any] | None: ...

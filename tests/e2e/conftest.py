@@ -129,8 +129,7 @@ FAILED_REASON = "not enough GPU memory: needs 18.0 GiB, 5.2 GiB free on cuda:0"
 
 def failed_scorer() -> NeverReadyScorer:
     """A model that could not load, with the reason the sidecar gives (as Lychee does on OOM)."""
-    return NeverReadyScorer("lychee-rerank-mm", status="failed", reason=FAILED_REASON,
-                            progress=0.0)
+    return NeverReadyScorer("lychee-rerank-mm", status="failed", reason=FAILED_REASON, progress=0.0)
 
 
 # ---- a real sidecar on a free port, in a background thread ----------------------------------

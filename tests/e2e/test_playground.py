@@ -35,7 +35,9 @@ def test_single_analysis_scores_and_highlights_fragments(
 ) -> None:
     page = open_page(sidecar.url)
     page.fill("#single-query", "yoga mat")
-    page.fill("#single-points", "Alignment lines\nNon-slip texture on both sides\nShips in a recycled box")
+    page.fill(
+        "#single-points", "Alignment lines\nNon-slip texture on both sides\nShips in a recycled box"
+    )
     page.fill("#single-title", "Aquafort Non-Slip Yoga Mat, 6mm Extra Thick")
     page.press("#single-title", "Enter")  # Enter submits
 
@@ -129,9 +131,7 @@ def test_search_preview_shows_engine_and_reranked_order(
     # Product images are served by the sidecar at /ui/images/ and load.
     image = reranked.first.locator("img")
     assert image.get_attribute("src", timeout=1000).startswith("images/")
-    page.wait_for_function(
-        "() => document.querySelector('#search-reranked img').naturalWidth > 0"
-    )
+    page.wait_for_function("() => document.querySelector('#search-reranked img').naturalWidth > 0")
     assert SCORE.match(reranked.first.locator(".score").inner_text())
     page.screenshot(path=str(artifacts / "search.png"), full_page=False)
 
@@ -174,7 +174,9 @@ def test_uploaded_image_reaches_the_scorer(
     prefix = "data:image/png;base64,"
     assert len(got.document_images) == 1 + 3  # whole product + one per title word
     assert all(url and url.startswith(prefix) for url in got.document_images)
-    assert base64.b64decode(str(got.document_images[0])[len(prefix):]) == product_image.read_bytes()
+    assert (
+        base64.b64decode(str(got.document_images[0])[len(prefix) :]) == product_image.read_bytes()
+    )
     assert SCORE.match(page.inner_text("#single-score"))
 
     # Search preview: the uploaded query image reaches the scorer too.
@@ -233,8 +235,13 @@ def test_image_only_query_on_a_text_scorer_shows_the_422(
     page = open_page(sidecar.url)
     page.set_input_files(
         "#single-query-file",
-        files=[{"name": "q.png", "mimeType": "image/png",
-                "buffer": (IMAGES_DIR / "p00001.png").read_bytes()}],
+        files=[
+            {
+                "name": "q.png",
+                "mimeType": "image/png",
+                "buffer": (IMAGES_DIR / "p00001.png").read_bytes(),
+            }
+        ],
     )
     page.fill("#single-title", "Packing cubes")
     page.click("#single-form button[type=submit]")
@@ -243,9 +250,7 @@ def test_image_only_query_on_a_text_scorer_shows_the_422(
     assert "422" in text and "reads text only" in text and "query.text" in text
 
 
-def test_slow_request_shows_spinner_and_cancels(
-    image_sidecar: LiveSidecar, open_page: Any
-) -> None:
+def test_slow_request_shows_spinner_and_cancels(image_sidecar: LiveSidecar, open_page: Any) -> None:
     scorer = image_sidecar.scorer
     page = open_page(image_sidecar.url)
     page.click("#tab-batch")
@@ -375,7 +380,12 @@ def test_ui_serves_only_its_files(sidecar: LiveSidecar) -> None:
         assert http.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
         image = http.get("/ui/images/p00001.png")
         assert image.status_code == 200 and image.content[:8] == b"\x89PNG\r\n\x1a\n"
-        for bad in ("/ui/images/..%2fcatalog.jsonl", "/ui/images/.hidden.png",
-                    "/ui/images/p99999.png", "/ui/conftest.py", "/ui/__init__.py"):
+        for bad in (
+            "/ui/images/..%2fcatalog.jsonl",
+            "/ui/images/.hidden.png",
+            "/ui/images/p99999.png",
+            "/ui/conftest.py",
+            "/ui/__init__.py",
+        ):
             assert http.get(bad).status_code == 404, bad
         assert http.get("/ui/images/.hidden.png").json()["error"] == "not_found"

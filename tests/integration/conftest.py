@@ -36,7 +36,7 @@ ENGINE_URL_VARS = {"elasticsearch": "ES_URL", "opensearch": "OPENSEARCH_URL"}
 def engine(request: pytest.FixtureRequest) -> tuple[str, str]:
     """(kind, url) of a running engine with the demo catalog in `products`; every test that
     uses it runs once per engine."""
-    from es_integration.indexing import index_catalog
+    from sidecar.backends.indexing import index_catalog
     from sidecar.config import EngineSettings
     from sidecar.demo import CATALOG_PATH, load_catalog
 

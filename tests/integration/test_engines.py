@@ -20,7 +20,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from es_integration.indexing import load_documents
+from sidecar.backends.indexing import load_documents
 from sidecar.cli import main
 from sidecar.config import FieldMap, Settings
 from sidecar.demo import load_queries
@@ -76,9 +76,10 @@ def test_search_runs_on_the_engine_and_reranks(app: Any, engine: tuple[str, str]
     ).json()
     assert body["engine"] == kind and body["rerank_status"] == "ok"
     assert body["window"] == 50 and len(body["hits"]) == 10
-    assert body["total"] == direct(url, {"query": multi_match("waterproof hiking boots")})[
-        "hits"
-    ]["total"]["value"]
+    assert (
+        body["total"]
+        == direct(url, {"query": multi_match("waterproof hiking boots")})["hits"]["total"]["value"]
+    )
     allowed = set(FieldMap().source_fields())
     for hit in body["hits"]:
         assert 0 <= hit["model_score"] <= 1 and hit["reranked"]
@@ -177,8 +178,14 @@ def test_raw_query_runs_instead_of_the_built_one(app: Any, engine: tuple[str, st
 
 
 EDGE_DOCS = [
-    {"sku": "E1", "name": "Trail running shoes", "points": "Grippy outsole", "stock": 3,
-     "pictures": "images/p00001.png", "internal_note": "not for the reranker"},
+    {
+        "sku": "E1",
+        "name": "Trail running shoes",
+        "points": "Grippy outsole",
+        "stock": 3,
+        "pictures": "images/p00001.png",
+        "internal_note": "not for the reranker",
+    },
     {"sku": "E2", "name": "Trail running socks", "internal_note": "no points, no picture"},
     {"sku": "E3", "points": ["Trail running vest", "Two bottle pockets"], "pictures": []},
     {"sku": "E4", "name": "Trail running cap", "points": [], "pictures": None, "stock": 0},
@@ -232,7 +239,9 @@ def test_index_command_reports_refused_documents_and_goes_on(
         encoding="utf-8",
     )
     args = ["index", "--engine", kind, "--url", url, "--catalog", str(catalog)]
-    result = CliRunner().invoke(main, [*args, "--index", "rerank-bad", "--recreate", "--no-progress"])
+    result = CliRunner().invoke(
+        main, [*args, "--index", "rerank-bad", "--recreate", "--no-progress"]
+    )
     assert result.exit_code == 1, result.output
     assert "2 of 5 documents" in result.output
     assert "line 2: not JSON" in result.output and "line 5: not a JSON object" in result.output
@@ -359,9 +368,7 @@ def test_drop_in_sorted_by_a_field_keeps_the_engine_order(
 # ------------------------------------------------------------------------------ failures
 
 
-def test_engine_down_is_503_naming_the_engine(
-    engine: tuple[str, str], client_factory: Any
-) -> None:
+def test_engine_down_is_503_naming_the_engine(engine: tuple[str, str], client_factory: Any) -> None:
     kind, _ = engine
     client = client_factory(engine=engine_config(kind, f"http://127.0.0.1:{closed_port()}"))
     response = client.post("/search", json={"query": "hiking boots"})
@@ -403,9 +410,7 @@ def test_slow_engine_is_504_within_the_deadline(
 
 def test_bad_query_is_400_with_the_engines_reason(app: Any, engine: tuple[str, str]) -> None:
     kind, _ = engine
-    response = app.post(
-        "/search", json={"query": "hiking", "filters": {"term": {"sales": "many"}}}
-    )
+    response = app.post("/search", json={"query": "hiking", "filters": {"term": {"sales": "many"}}})
     assert response.status_code == 400
     body = response.json()
     assert body["error"] == "bad_query" and body["engine"] == kind
@@ -453,10 +458,14 @@ def test_drop_in_on_the_embedded_engine_refuses_dsl_it_cannot_run(client: Any) -
     [
         ("{not json", "body"),
         ("[1, 2]", "body"),
-        ('{"query": {"match": {"title": "mat"}}, "ext": {"rerank": {"windows": 5}}}',
-         "ext.rerank.windows"),
-        ('{"query": {"match": {"title": "mat"}}, "ext": {"rerank": {"window": 100000}}}',
-         "ext.rerank.window"),
+        (
+            '{"query": {"match": {"title": "mat"}}, "ext": {"rerank": {"windows": 5}}}',
+            "ext.rerank.windows",
+        ),
+        (
+            '{"query": {"match": {"title": "mat"}}, "ext": {"rerank": {"window": 100000}}}',
+            "ext.rerank.window",
+        ),
         ('{"query": {"match": {"title": "mat"}}, "size": -1}', "size"),
     ],
 )

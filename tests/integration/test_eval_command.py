@@ -13,8 +13,10 @@ def judged_csv(path) -> None:
     catalog = {p["id"]: p for p in load_catalog()}
     lines = ["query,product_title,product_description,median_relevance"]
     for family in load_queries()[:6]:
-        for pid, label in [*((i, 4) for i in family["relevant_ids"][:6]),
-                           *((i, 1) for i in family["near_miss_ids"][:8])]:
+        for pid, label in [
+            *((i, 4) for i in family["relevant_ids"][:6]),
+            *((i, 1) for i in family["near_miss_ids"][:8]),
+        ]:
             p = catalog[pid]
             points = " ".join(p["selling_points"]).replace('"', "'")
             lines.append(f'{family["query"]},"{p["title"]}","{points}",{label}')
@@ -51,8 +53,9 @@ def test_eval_on_a_real_engine(tmp_path, engine) -> None:
     config = tmp_path / "settings.yaml"
     config.write_text(f"engine:\n  kind: {kind}\n  urls: ['{url}']\n", encoding="utf-8")
     out = tmp_path / "report"
-    result = CliRunner().invoke(main, ["eval", str(data), "--config", str(config),
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["eval", str(data), "--config", str(config), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "judged.json").read_text())
     assert report["engine"] == kind

@@ -19,8 +19,12 @@ def test_fragments_are_leave_one_out_deltas_sorted_by_impact(client: Any) -> Non
     fragments = body["fragments"]
     # every selling point and every title word, once
     assert sorted((f["kind"], f["index"]) for f in fragments) == [
-        ("selling_point", 0), ("selling_point", 1),
-        ("title_word", 0), ("title_word", 1), ("title_word", 2), ("title_word", 3),
+        ("selling_point", 0),
+        ("selling_point", 1),
+        ("title_word", 0),
+        ("title_word", 1),
+        ("title_word", 2),
+        ("title_word", 3),
     ]
     assert [abs(f["delta"]) for f in fragments] == sorted(
         (abs(f["delta"]) for f in fragments), reverse=True
@@ -31,8 +35,10 @@ def test_fragments_are_leave_one_out_deltas_sorted_by_impact(client: Any) -> Non
     # the score is the same pair score /api/rerank gives for the same document text
     rerank = client.post(
         "/api/rerank",
-        json={"query": "yoga mat",
-              "documents": ["Aquafort Non-Slip Yoga Mat | Alignment lines | Ships in a recycled box"]},
+        json={
+            "query": "yoga mat",
+            "documents": ["Aquafort Non-Slip Yoga Mat | Alignment lines | Ships in a recycled box"],
+        },
     ).json()
     assert body["score"] == pytest.approx(rerank["results"][0]["score"], abs=1e-6)
     assert body["band"] in ("strong", "medium", "weak")
@@ -52,10 +58,14 @@ def test_one_batched_scorer_call_and_cache_on_repeat(client: Any) -> None:
         ({"query": "x", "product": {"title": " ", "selling_points": []}}, "product"),
         ({"query": "", "product": PRODUCT}, "query"),
         ({"query": {"image_url": "https://img.example/q.png"}, "product": PRODUCT}, "query.text"),
-        ({"query": "x", "product": {"title": "a", "selling_points": ["p"] * 33}},
-         "product.selling_points"),
-        ({"query": "x", "product": {"title": "a", "image_url": "https://x/" + "a" * 5000}},
-         "product"),
+        (
+            {"query": "x", "product": {"title": "a", "selling_points": ["p"] * 33}},
+            "product.selling_points",
+        ),
+        (
+            {"query": "x", "product": {"title": "a", "image_url": "https://x/" + "a" * 5000}},
+            "product",
+        ),
         ({"query": "x", "product": PRODUCT, "timeout_ms": 999_999}, "timeout_ms"),
         ({"query": "x", "product": PRODUCT, "extra": 1}, "extra"),
     ],

@@ -58,16 +58,20 @@ def test_a_search_moves_request_stage_rerank_and_cache_metrics(client) -> None:
     body = client.post("/search", json={"query": QUERY, "window": 30}).json()
     assert body["rerank_status"] == "ok" and body["window"] == 30
     first = scrape(client)
-    assert value(
-        first, "sidecar_http_requests_total", route="/search", method="POST", status="200"
-    ) == 1
-    assert value(
-        first,
-        "sidecar_http_request_duration_seconds_count",
-        route="/search",
-        method="POST",
-        status="200",
-    ) == 1
+    assert (
+        value(first, "sidecar_http_requests_total", route="/search", method="POST", status="200")
+        == 1
+    )
+    assert (
+        value(
+            first,
+            "sidecar_http_request_duration_seconds_count",
+            route="/search",
+            method="POST",
+            status="200",
+        )
+        == 1
+    )
     for stage in ("engine", "documents", "cache_get", "model", "cache_set", "rules", "total"):
         assert value(first, "sidecar_stage_duration_seconds_count", stage=stage) == 1, stage
     assert value(first, "sidecar_rerank_total", status="ok", reason="none") == 1
@@ -80,9 +84,10 @@ def test_a_search_moves_request_stage_rerank_and_cache_metrics(client) -> None:
     assert value(second, "sidecar_cache_lookups_total", result="hit") == hits0 + 30
     assert value(second, "sidecar_rerank_total", status="ok", reason="none") == 2
     # /metrics scrapes are requests too, counted under their own route
-    assert value(
-        second, "sidecar_http_requests_total", route="/metrics", method="GET", status="200"
-    ) == 1
+    assert (
+        value(second, "sidecar_http_requests_total", route="/metrics", method="GET", status="200")
+        == 1
+    )
     # scrape-time numbers read from the running parts
     assert value(second, "sidecar_rules_info", version=body["rules_version"]) == 1
     assert value(second, "sidecar_model_ready", model=body["model"]) == 1
@@ -93,13 +98,15 @@ def test_errors_are_counted_by_route_template_and_status(client) -> None:
     assert client.post("/search", json={"query": QUERY, "size": -1}).status_code == 422
     assert client.get("/no/such/page/12345").status_code == 404
     samples = scrape(client)
-    assert value(
-        samples, "sidecar_http_requests_total", route="/search", method="POST", status="422"
-    ) == 1
+    assert (
+        value(samples, "sidecar_http_requests_total", route="/search", method="POST", status="422")
+        == 1
+    )
     # unmatched paths share one label: raw paths never become label values
-    assert value(
-        samples, "sidecar_http_requests_total", route="unmatched", method="GET", status="404"
-    ) == 1
+    assert (
+        value(samples, "sidecar_http_requests_total", route="unmatched", method="GET", status="404")
+        == 1
+    )
     assert not any("12345" in str(labels) for _, labels in samples)
 
 
@@ -207,8 +214,9 @@ def test_json_formatter_writes_the_exception_chain() -> None:
         except KeyError as inner:
             raise RuntimeError("outer") from inner
     except RuntimeError as exc:
-        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "boom", None, (
-            type(exc), exc, exc.__traceback__))
+        record = logging.LogRecord(
+            "t", logging.ERROR, __file__, 1, "boom", None, (type(exc), exc, exc.__traceback__)
+        )
     line = json.loads(JsonFormatter().format(record))
     assert line["level"] == "error" and line["exc_type"] == "RuntimeError"
     assert "KeyError: 'inner'" in line["exc"] and "RuntimeError: outer" in line["exc"]

@@ -98,8 +98,8 @@ class CountingScorer:
 
 
 async def test_concurrent_identical_misses_are_scored_once(minilm, redis_url) -> None:
-    from sidecar.app import build_services
-    from sidecar.preview import params_for
+    from sidecar.services import params_for
+    from sidecar.wiring import build_services
     from tests.conftest import make_settings
 
     counting = CountingScorer(minilm)

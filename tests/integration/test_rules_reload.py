@@ -24,7 +24,8 @@ def version_text(k: int) -> str:
         "version: 1\n"
         "blend: {model_weight: 1, engine_weight: 0}\n"
         "drop: {below_model_score: null}\n"
-        f"boosts: [{{name: v{k}, when: {{field: model_score, gte: 0}}, multiply: {1 + (k + 1) / 100}}}]\n"
+        f"boosts: [{{name: v{k}, when: {{field: model_score, gte: 0}}, "
+        f"multiply: {1 + (k + 1) / 100}}}]\n"
     )
 
 

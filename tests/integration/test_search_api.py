@@ -120,8 +120,12 @@ def test_instruction_is_part_of_the_cache_key(client) -> None:
 
 def test_deadline_too_short_falls_back_to_engine_order(client) -> None:
     body = client.post(
-        "/search", json={"query": f"coffee grinder burr {uuid.uuid4().hex[:8]}", "timeout_ms": 1,
-              "window": 50}
+        "/search",
+        json={
+            "query": f"coffee grinder burr {uuid.uuid4().hex[:8]}",
+            "timeout_ms": 1,
+            "window": 50,
+        },
     ).json()
     assert body["rerank_status"] == "fallback"
     assert "deadline" in body["reason"]
@@ -173,8 +177,9 @@ def test_a_field_map_id_that_repeats_keeps_every_hit(client_factory) -> None:
     # fields.id pointing at a shared field (brand) gives many hits the same document id;
     # each engine hit must still appear once, with its own source.
     c = client_factory(fields={"id": "brand"})
-    body = c.post("/search", json={"query": "hiking boots", "size": 30,
-                                   "timeout_ms": 30_000}).json()
+    body = c.post(
+        "/search", json={"query": "hiking boots", "size": 30, "timeout_ms": 30_000}
+    ).json()
     titles = [h["source"]["title"] for h in body["hits"]]
     assert len(titles) == len(set(titles)) == len(body["hits"]) > 5
     assert len({h["id"] for h in body["hits"]}) < len(body["hits"])  # ids do repeat

@@ -16,8 +16,9 @@ import uvicorn
 from click.testing import CliRunner
 
 from sidecar.app import create_app
+from sidecar.cli.warm import warm_command
 from sidecar.errors import ConfigError
-from sidecar.warm import read_query_log, top_queries, warm_command
+from sidecar.operations.warmup import read_query_log, top_queries
 from tests.conftest import make_settings
 from tests.redis_server import free_port
 

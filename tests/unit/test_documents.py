@@ -2,7 +2,7 @@
 
 import pytest
 
-from es_integration.backends.base import Hit
+from sidecar.backends.base import Hit
 from sidecar.config import FieldMap
 from sidecar.documents import from_hit
 

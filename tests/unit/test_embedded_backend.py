@@ -2,8 +2,8 @@
 
 import pytest
 
-from es_integration.backends.base import RangeFilter, TermFilter
-from es_integration.backends.embedded import EmbeddedBackend
+from sidecar.backends.base import RangeFilter, TermFilter
+from sidecar.backends.embedded import EmbeddedBackend
 from sidecar.errors import BadQuery, InvalidRequest, NotFound
 
 DOCS = [

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from es_integration.backends import dsl
-from es_integration.backends.base import RangeFilter, TermFilter
 from sidecar.api.engine_compat import find_query_text
 from sidecar.api.source_filter import filter_source
+from sidecar.backends import dsl
+from sidecar.backends.base import RangeFilter, TermFilter
 from sidecar.errors import BadQuery, EngineUnavailable, NotFound, Overloaded
 
 FIELDS = {"title": 3.0, "selling_points": 1.5}
@@ -17,7 +17,11 @@ SOURCE = ["title", "selling_points", "price"]
 def test_built_query_is_a_boosted_multi_match_with_filters() -> None:
     body = dsl.build_body(
         "hiking boots",
-        [TermFilter("brand", ("A",)), TermFilter("color", ("red", "blue")), RangeFilter("price", lte=80, gt=5)],
+        [
+            TermFilter("brand", ("A",)),
+            TermFilter("color", ("red", "blue")),
+            RangeFilter("price", lte=80, gt=5),
+        ],
         window=100,
         offset=0,
         search_fields=FIELDS,

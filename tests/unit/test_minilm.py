@@ -10,9 +10,18 @@ from sidecar.documents import make_document
 from sidecar.query import Query
 from sidecar.scoring.minilm import MiniLMScorer
 
-DOCS = [make_document(f"d{i}", title) for i, title in enumerate(
-    ["Waterproof leather hiking boots", "Merino wool hiking socks", "Packable rain jacket",
-     "Espresso machine, 15 bar", "Yoga mat with carry strap"])]
+DOCS = [
+    make_document(f"d{i}", title)
+    for i, title in enumerate(
+        [
+            "Waterproof leather hiking boots",
+            "Merino wool hiking socks",
+            "Packable rain jacket",
+            "Espresso machine, 15 bar",
+            "Yoga mat with carry strap",
+        ]
+    )
+]
 
 
 def sharing(loaded: MiniLMScorer, micro_batching: bool) -> MiniLMScorer:

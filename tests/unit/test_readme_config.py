@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_configuration_example_validates(tmp_path: Path) -> None:
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Configuration"):]
+    section = text[text.index("## Configuration") :]
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert block is not None
     config = tmp_path / "settings.yaml"

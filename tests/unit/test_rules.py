@@ -122,7 +122,8 @@ def test_default_rules_file_validates() -> None:
         ("version: 2\n", 1, 1, "version must be 1"),
         ("blend: {}\n", 1, 1, "missing required key 'version'"),
         (
-            "version: 1\nboosts:\n  - name: a\n    when: {field: sales, gte: 1}\n    multiply: -1\n",
+            "version: 1\nboosts:\n  - name: a\n    when: {field: sales, gte: 1}\n"
+            "    multiply: -1\n",
             5,
             5,
             "greater than 0",

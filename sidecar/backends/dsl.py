@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from es_integration.backends.base import Filter, Hit, RangeFilter, SearchResult
+from sidecar.backends.base import Filter, Hit, RangeFilter, SearchResult
 from sidecar.errors import (
     BadQuery,
     EngineUnavailable,
@@ -137,7 +137,11 @@ def error_for_status(engine: str, index: str, status: int, body: Any) -> Sidecar
     """An engine's HTTP error -> the sidecar's error, keeping the engine's type and reason."""
     kind, reason = engine_reason(body)
     what = ": ".join(part for part in (kind, reason) if part) or "no reason given"
-    details: dict[str, Any] = {"engine": engine, "engine_status": status, "engine_error": kind or None}
+    details: dict[str, Any] = {
+        "engine": engine,
+        "engine_status": status,
+        "engine_error": kind or None,
+    }
     if status == 404:
         return NotFound(
             f"{engine} has no index {index!r}" + (f" ({reason})" if reason else ""),

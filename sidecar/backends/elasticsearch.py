@@ -26,8 +26,8 @@ from elasticsearch import (
     UnsupportedProductError,
 )
 
-from es_integration.backends import dsl
-from es_integration.backends.engine_base import EngineBackend
+from sidecar.backends import dsl
+from sidecar.backends.engine import EngineBackend, credentials
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
@@ -45,11 +45,11 @@ class ElasticsearchBackend(EngineBackend):
         options: dict[str, Any] = {}
         if settings.ca_file is not None:
             options["ca_certs"] = str(settings.ca_file)
-        if settings.api_key is not None:
-            options["api_key"] = settings.api_key.get_secret_value()
-        elif settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            options["basic_auth"] = (settings.username, password)
+        api_key, user = credentials(settings)
+        if api_key is not None:
+            options["api_key"] = api_key
+        elif user is not None:
+            options["basic_auth"] = user
         self._client = AsyncElasticsearch(
             settings.urls,
             verify_certs=settings.verify_certs,

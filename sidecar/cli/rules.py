@@ -8,13 +8,12 @@ from pathlib import Path
 
 import click
 
+from sidecar.cli.common import config_option, loaded_services, settings_from
 from sidecar.errors import ConfigError
+from sidecar.rules.loader import LoadedRules
 
-_CONFIG = click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Sidecar settings (field map; for preview also engine, model and the live rules).",
+_CONFIG = config_option(
+    "Sidecar settings (field map; for preview also engine, model and the live rules)."
 )
 
 
@@ -29,7 +28,6 @@ def rules() -> None:
 def check(file: Path, config: Path | None) -> None:
     """Validate FILE; print each error as file:line:col: path: reason (exit 1 on errors).
     With --config, conditions must read fields of the configured field map."""
-    from sidecar.config import load_settings
     from sidecar.rules.loader import Problem, check_rules
 
     try:
@@ -39,10 +37,7 @@ def check(file: Path, config: Path | None) -> None:
         raise SystemExit(1) from exc
     known = None
     if config is not None:
-        try:
-            known = load_settings(config).fields.business
-        except ConfigError as exc:
-            raise click.ClickException(exc.message) from exc
+        known = settings_from(config).fields.business
     problems = check_rules(text, str(file), known)
     for problem in problems:
         click.echo(str(problem))
@@ -70,7 +65,7 @@ def preview_command(
     config: Path | None,
 ) -> None:
     """Run queries with the live rules and with FILE; show both orders side by side."""
-    from sidecar.preview import render_text
+    from sidecar.operations.preview import render_text
     from sidecar.rules.loader import RulesError, load_rules
 
     try:
@@ -85,6 +80,8 @@ def preview_command(
         results = asyncio.run(_preview(candidate, list(queries), size, window, config))
     except ConfigError as exc:
         raise click.ClickException(exc.message) from exc
+    except click.ClickException:
+        raise
     except Exception as exc:  # e.g. an unknown variant, an engine that is down
         message = getattr(exc, "message", str(exc))
         raise click.ClickException(f"{exc.__class__.__name__}: {message}") from exc
@@ -92,23 +89,9 @@ def preview_command(
 
 
 async def _preview(
-    candidate: object, queries: list[str], size: int, window: int | None, config: Path | None
+    candidate: LoadedRules, queries: list[str], size: int, window: int | None, config: Path | None
 ) -> list[dict[str, object]]:
-    from sidecar.app import build_services
-    from sidecar.config import load_settings
-    from sidecar.preview import preview
-    from sidecar.rules.loader import LoadedRules
+    from sidecar.operations.preview import preview
 
-    assert isinstance(candidate, LoadedRules)
-    settings = load_settings(config)
-    services = build_services(settings)
-    try:
-        await services.scorer.load()
-        if not services.scorer.state.ready:
-            raise ConfigError(f"model did not load: {services.scorer.state.reason}")
+    async with loaded_services(settings_from(config)) as services:
         return await preview(services, candidate, queries, size, window)
-    finally:
-        await services.pipeline.drain()
-        await services.scorer.close()
-        await services.cache.close()
-        await services.backend.close()

@@ -18,11 +18,8 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from es_integration.templates import PRODUCTS_TEMPLATE
 from sidecar.config import EngineSettings, Settings
-
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-PRODUCTS_TEMPLATE = TEMPLATES_DIR / "products.json"
-
 
 Entry = tuple[int, dict[str, Any] | None, str]  # (line number, document or None, error)
 
@@ -266,60 +263,3 @@ async def load_documents(
         return report
 
     return await asyncio.to_thread(load)
-
-
-def run_index_command(
-    settings: Settings,
-    engine: str | None,
-    url: str | None,
-    catalog: Path | None,
-    index: str | None,
-    mapping: Path | None,
-    recreate: bool,
-    replicas: int | None,
-    batch_size: int,
-    progress: bool = True,
-) -> bool:
-    """`rerank-sidecar index`: load, print a summary and every refused document; False when a
-    document failed or the load could not start (the command then exits 1)."""
-    import click
-
-    from sidecar.demo import CATALOG_PATH
-
-    kind = engine or settings.engine.kind
-    if kind not in ("elasticsearch", "opensearch"):
-        raise click.ClickException(
-            f"engine.kind is {kind!r}: the embedded engine indexes its catalog at start-up; "
-            "give --engine elasticsearch|opensearch"
-        )
-    engine_settings = settings.engine
-    if url:
-        engine_settings = engine_settings.model_copy(update={"urls": [url]})
-    source = catalog or CATALOG_PATH
-    try:
-        report = index_catalog(
-            engine_settings,
-            source,
-            index=index,
-            template=mapping,
-            recreate=recreate,
-            replicas=replicas,
-            id_field=settings.fields.id or "id",
-            batch_size=batch_size,
-            progress=progress,
-        )
-    except IndexingError as exc:
-        raise click.ClickException(str(exc)) from exc
-    where = engine_settings.urls[0]
-    state = "created" if report.created else "existing"
-    click.echo(
-        f"{kind} at {where}: {report.indexed} of {report.total} documents from {source} "
-        f"indexed into {state} index {report.index!r} in {report.seconds:.1f} s",
-        err=True,
-    )
-    for failure in sorted(report.failures, key=lambda f: f.line):
-        doc = f" (id {failure.doc_id})" if failure.doc_id else ""
-        click.echo(f"  line {failure.line}{doc}: {failure.reason}", err=True)
-    if report.failures:
-        click.echo(f"{len(report.failures)} documents refused", err=True)
-    return not report.failures

@@ -11,23 +11,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sidecar.pipeline import PageHit, SearchOutcome, SearchParams
+from sidecar.pipeline import PageHit, SearchOutcome
 from sidecar.rules.loader import LoadedRules
-from sidecar.services import Services
-
-
-def params_for(services: Services, text: str, size: int, window: int | None) -> SearchParams:
-    """Search parameters for a plain text query, with a generous deadline (a preview wants
-    every hit scored, not a fallback)."""
-    settings = services.settings
-    return SearchParams(
-        index=settings.engine.default_index,
-        query=services.normalizer.query(text),
-        size=size,
-        window=min(window or settings.limits.default_window, settings.limits.max_window),
-        instruction=settings.scorer.instruction,
-        timeout_s=settings.limits.max_timeout_ms / 1000,
-    )
+from sidecar.services import Services, params_for
 
 
 async def preview(

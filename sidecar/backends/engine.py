@@ -7,9 +7,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from es_integration.backends import dsl
-from es_integration.backends.base import Filter, SearchResult
+from sidecar.backends import dsl
+from sidecar.backends.base import Filter, SearchResult
 from sidecar.config import EngineSettings, FieldMap
+
+
+def credentials(settings: EngineSettings) -> tuple[str | None, tuple[str, str] | None]:
+    """(API key, (user, password)) from the settings: an API key wins over a user."""
+    if settings.api_key is not None:
+        return settings.api_key.get_secret_value(), None
+    if settings.username is not None:
+        password = settings.password.get_secret_value() if settings.password else ""
+        return None, (settings.username, password)
+    return None, None
 
 
 class EngineBackend:
@@ -32,7 +42,12 @@ class EngineBackend:
         offset: int = 0,
     ) -> SearchResult:
         body = dsl.build_body(
-            query, filters, window, offset, self.settings.search_fields, self.source_fields,
+            query,
+            filters,
+            window,
+            offset,
+            self.settings.search_fields,
+            self.source_fields,
             raw_query,
         )
         wait = min(timeout, self.settings.request_timeout_s)  # the request's deadline wins

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Scalar = str | int | float | bool
 
@@ -77,3 +77,27 @@ class SearchBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# Optional capabilities of a backend, checked with isinstance.
+
+
+@runtime_checkable
+class ListsDocuments(Protocol):
+    """A backend that can list its whole catalog (the embedded engine), for warm-ups."""
+
+    def all_documents(self) -> list[Hit]: ...
+
+
+@runtime_checkable
+class HoldsIndexes(Protocol):
+    """A backend that indexes documents given in memory (the embedded engine), for
+    evaluation corpora."""
+
+    def add_index(
+        self,
+        name: str,
+        docs: Sequence[Mapping[str, Any]],
+        id_field: str = "id",
+        search_fields: Mapping[str, float] | None = None,
+    ) -> None: ...

@@ -1,6 +1,6 @@
 """OpenSearch 2/3 through the async `opensearch-py` client.
 
-Same DSL as Elasticsearch (es_integration.backends.dsl); only the client and its exceptions
+Same DSL as Elasticsearch (sidecar.backends.dsl); only the client and its exceptions
 differ. OpenSearch has no Elasticsearch-style API keys: a configured `api_key` is sent as an
 `Authorization: ApiKey ...` header for proxies or security plugins that accept one.
 """
@@ -18,8 +18,8 @@ from opensearchpy.exceptions import (
     TransportError,
 )
 
-from es_integration.backends import dsl
-from es_integration.backends.engine_base import EngineBackend
+from sidecar.backends import dsl
+from sidecar.backends.engine import EngineBackend, credentials
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
@@ -32,11 +32,11 @@ class OpenSearchBackend(EngineBackend):
     def __init__(self, settings: EngineSettings, field_map: FieldMap) -> None:
         super().__init__(settings, field_map)
         options: dict[str, Any] = {}
-        if settings.api_key is not None:
-            options["headers"] = {"authorization": f"ApiKey {settings.api_key.get_secret_value()}"}
-        elif settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            options["http_auth"] = (settings.username, password)
+        api_key, user = credentials(settings)
+        if api_key is not None:
+            options["headers"] = {"authorization": f"ApiKey {api_key}"}
+        elif user is not None:
+            options["http_auth"] = user
         if settings.ca_file is not None:
             options["ca_certs"] = str(settings.ca_file)
         self._client = AsyncOpenSearch(
@@ -65,8 +65,7 @@ class OpenSearchBackend(EngineBackend):
             )
         if isinstance(exc, ConnectionError):
             return EngineUnavailable(
-                f"{self.name} cannot be reached at {', '.join(self.settings.urls)}: "
-                f"{exc.error}",
+                f"{self.name} cannot be reached at {', '.join(self.settings.urls)}: {exc.error}",
                 engine=self.name,
             )
         if isinstance(exc, TransportError) and isinstance(exc.status_code, int):

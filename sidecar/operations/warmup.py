@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import click
-
 from sidecar.errors import ConfigError
+from sidecar.services import Services, params_for
 
 COUNT_COLUMNS = ("count", "n", "frequency", "freq", "hits")
 
@@ -204,19 +203,21 @@ class HttpTarget:
 class InProcessTarget:
     """The configured engine, model and cache in this process."""
 
-    def __init__(self, services: Any, timeout_ms: int, window: int | None = None) -> None:
+    def __init__(self, services: Services, timeout_ms: int, window: int | None = None) -> None:
         self.services = services
         self.timeout_ms = timeout_ms
         self.window = window
 
     async def run(self, query: str) -> Result:
-        from sidecar.api.models import SearchRequest
-        from sidecar.api.search import render, search_params
-
-        body = SearchRequest(query=query, size=0, timeout_ms=self.timeout_ms, window=self.window)
-        params = search_params(body, self.services)
-        outcome = await self.services.pipeline.search(params)
-        return _result(render(outcome, params, False, self.services))
+        params = params_for(self.services, query, 0, self.window, self.timeout_ms / 1000)
+        report = (await self.services.pipeline.search(params)).report
+        return _result(
+            {
+                "rerank_status": report.status,
+                "reason": report.reason,
+                "cache": report.cache_summary(),
+            }
+        )
 
 
 def _result(body: dict[str, Any]) -> Result:
@@ -227,125 +228,3 @@ def _result(body: dict[str, Any]) -> Result:
     elif cache.get("status") != "ok":
         result.error = f"cache {cache.get('status')}: scores were not stored"
     return result
-
-
-async def _run(
-    queries: list[str],
-    url: str | None,
-    config: Path | None,
-    timeout_ms: int,
-    window: int | None,
-    concurrency: int,
-    rate: float | None,
-    state: Path | None,
-) -> Summary:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(queries), unit="q", desc="warm", dynamic_ncols=True)
-
-    def progress(summary: Summary) -> None:
-        bar.n = summary.queries + summary.skipped
-        bar.set_postfix(hit_ratio=f"{summary.hit_ratio:.2f}", errors=summary.errors)
-
-    target: Any
-    services = None
-    if url is not None:
-        target = HttpTarget(url, timeout_ms, window)
-    else:
-        from sidecar.app import build_services
-        from sidecar.config import load_settings
-
-        settings = load_settings(config)
-        if settings.cache.kind != "redis":
-            click.echo(
-                f"note: cache.kind is {settings.cache.kind!r}: an in-process warm-up only "
-                "lasts as long as this command; use Redis or --url",
-                err=True,
-            )
-        services = build_services(settings)
-        await services.scorer.load()
-        if not services.scorer.state.ready:
-            raise ConfigError(f"model did not load: {services.scorer.state.reason}")
-        target = InProcessTarget(services, timeout_ms, window)
-    try:
-        bar.n = len(load_state(state) & set(queries))
-        bar.refresh()
-        return await warm(
-            queries,
-            target,
-            concurrency=concurrency,
-            rate=rate,
-            state=state,
-            on_result=progress,
-        )
-    finally:
-        bar.close()
-        if isinstance(target, HttpTarget):
-            await target.close()
-        if services is not None:
-            await services.pipeline.drain()
-            await services.scorer.close()
-            await services.cache.close()
-            await services.backend.close()
-
-
-@click.command("warm")
-@click.option(
-    "--queries",
-    "queries_file",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Query log: one query per line, or CSV with 'query' and 'count' columns.",
-)
-@click.option("--top-k", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True)
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="At most this many queries per second.",
-)
-@click.option("--url", default=None, help="A running sidecar, e.g. http://127.0.0.1:8080.")
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Settings for the in-process mode (without --url).",
-)
-@click.option(
-    "--state",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="File of done queries: a rerun resumes where this one stopped.",
-)
-@click.option("--timeout-ms", type=click.IntRange(min=10), default=30_000, show_default=True)
-@click.option(
-    "--window",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Rerank window (default: the sidecar's).",
-)
-def warm_command(
-    queries_file: Path,
-    top_k: int,
-    concurrency: int,
-    rate: float | None,
-    url: str | None,
-    config: Path | None,
-    state: Path | None,
-    timeout_ms: int,
-    window: int | None,
-) -> None:
-    """Warm the score cache with the top-K queries of a query log."""
-    try:
-        queries = top_queries(queries_file, top_k)
-        summary = asyncio.run(
-            _run(queries, url, config, timeout_ms, window, concurrency, rate, state)
-        )
-    except ConfigError as exc:
-        raise click.ClickException(exc.message) from exc
-    for line in summary.failed[:10]:
-        click.echo(f"failed: {line}", err=True)
-    click.echo(summary.text())
-    if summary.errors:
-        raise SystemExit(1)

@@ -16,7 +16,7 @@ from typing import Any
 import tantivy
 from tantivy import FieldType, Occur, Query
 
-from es_integration.backends.base import Filter, Hit, RangeFilter, SearchResult, TermFilter
+from sidecar.backends.base import Filter, Hit, RangeFilter, SearchResult, TermFilter
 from sidecar.errors import BadQuery, InvalidRequest, NotFound
 
 _RAW = "__raw"  # suffix of the exact-match twin of a string field
@@ -53,8 +53,10 @@ class EmbeddedIndex:
         return len(self._sources)
 
     def all_hits(self) -> list[Hit]:
-        return [Hit(id=i, score=0.0, source=src) for i, src in zip(self._ids, self._sources,
-                                                                   strict=True)]
+        return [
+            Hit(id=i, score=0.0, source=src)
+            for i, src in zip(self._ids, self._sources, strict=True)
+        ]
 
     def _build_schema(self) -> tantivy.Schema:
         builder = tantivy.SchemaBuilder()
@@ -113,8 +115,9 @@ class EmbeddedIndex:
         hits = []
         for score, address in result.hits:
             position = searcher.doc(address)[_POS][0]
-            hits.append(Hit(id=self._ids[position], score=float(score),
-                            source=self._sources[position]))
+            hits.append(
+                Hit(id=self._ids[position], score=float(score), source=self._sources[position])
+            )
         return SearchResult(hits=hits[:window], total=int(getattr(result, "count", 0) or 0))
 
     def _text_query(self, text: str) -> Query:
@@ -168,8 +171,13 @@ class EmbeddedBackend:
         self.search_fields = dict(search_fields)
         self._indexes: dict[str, EmbeddedIndex] = {}
 
-    def add_index(self, name: str, docs: Sequence[Mapping[str, Any]], id_field: str = "id",
-                  search_fields: Mapping[str, float] | None = None) -> None:
+    def add_index(
+        self,
+        name: str,
+        docs: Sequence[Mapping[str, Any]],
+        id_field: str = "id",
+        search_fields: Mapping[str, float] | None = None,
+    ) -> None:
         self._indexes[name] = EmbeddedIndex(docs, search_fields or self.search_fields, id_field)
 
     def add_jsonl(self, name: str, path: Path, id_field: str = "id") -> None:

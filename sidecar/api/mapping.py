@@ -1,0 +1,135 @@
+"""Request bodies -> pipeline inputs, in one place: every route (and the drop-in endpoint) reads
+its request through these functions and shapes its own answer. Limits are checked here, with the
+field that broke them; the pipeline raises what only it can know (model state, modalities)."""
+
+from __future__ import annotations
+
+import time
+
+from sidecar.api.models import (
+    Filters,
+    QueryObject,
+    RerankDocument,
+    RerankRequest,
+    SearchRequest,
+    V1RerankRequest,
+)
+from sidecar.backends.base import Filter, RangeFilter, TermFilter
+from sidecar.documents import Document, make_document
+from sidecar.errors import InvalidRequest
+from sidecar.pipeline import SearchParams
+from sidecar.query import Normalizer, Query
+from sidecar.services import Services
+
+
+def parse_query(query: str | QueryObject, normalizer: Normalizer) -> Query:
+    if isinstance(query, str):
+        return normalizer.query(query)
+    return normalizer.query(query.text, query.image_url, query.image_base64)
+
+
+def to_filters(filters: Filters) -> list[Filter]:
+    out: list[Filter] = []
+    for name, value in filters.term.items():
+        values = tuple(value) if isinstance(value, list) else (value,)
+        out.append(TermFilter(field=name, values=values))
+    for name, bounds in filters.range.items():
+        out.append(
+            RangeFilter(field=name, gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
+        )
+    return out
+
+
+def timeout_s(timeout_ms: int | None, services: Services) -> float:
+    """The request's budget in seconds: its own `timeout_ms` up to the maximum, or the default."""
+    limits = services.settings.limits
+    ms = timeout_ms if timeout_ms is not None else limits.default_timeout_ms
+    if ms > limits.max_timeout_ms:
+        raise InvalidRequest(
+            f"timeout_ms {ms} is above the maximum {limits.max_timeout_ms}", field="timeout_ms"
+        )
+    return ms / 1000
+
+
+def search_params(body: SearchRequest, services: Services) -> SearchParams:
+    limits = services.settings.limits
+    window = body.window if body.window is not None else limits.default_window
+    if window > limits.max_window:
+        raise InvalidRequest(
+            f"window {window} is above the configured maximum {limits.max_window}", field="window"
+        )
+    if body.size > limits.max_size:
+        raise InvalidRequest(
+            f"size {body.size} is above the maximum {limits.max_size}", field="size"
+        )
+    if body.from_ + body.size > max(limits.max_result_window, window):
+        raise InvalidRequest(
+            f"from + size must not exceed {limits.max_result_window}", field="from"
+        )
+    timeout = timeout_s(body.timeout_ms, services)
+    rules = (
+        services.rules.variant(body.rules, body.user_key) if body.rules or body.user_key else None
+    )
+    return SearchParams(
+        index=body.index or services.settings.engine.default_index,
+        query=parse_query(body.query, services.normalizer),
+        filters=to_filters(body.filters),
+        offset=body.from_,
+        size=body.size,
+        window=window,
+        instruction=body.instruction or services.settings.scorer.instruction,
+        timeout_s=timeout,
+        rules=rules,
+        raw_query=body.raw_query,
+    )
+
+
+def to_documents(items: list[str | RerankDocument]) -> list[Document]:
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            if not item.strip():
+                raise InvalidRequest("document is empty", field=f"documents[{i}]")
+            out.append(make_document(str(i), item.strip()))
+        else:
+            images = (item.image_url,) if item.image_url else ()
+            out.append(make_document(str(i), (item.text or "").strip(), image_urls=images))
+    return out
+
+
+def rerank_inputs(
+    body: RerankRequest, services: Services
+) -> tuple[Query, list[Document], str, float]:
+    """(query, documents, instruction, deadline) of an /api/rerank request."""
+    limit = services.settings.limits.max_rerank_documents
+    if not body.documents:
+        raise InvalidRequest("documents is empty", field="documents")
+    if len(body.documents) > limit:
+        raise InvalidRequest(
+            f"{len(body.documents)} documents; at most {limit} per request", field="documents"
+        )
+    query = parse_query(body.query, services.normalizer)
+    documents = to_documents(body.documents)
+    instruction = body.instruction or services.settings.scorer.instruction
+    deadline = time.perf_counter() + services.settings.limits.default_timeout_ms / 1000
+    return query, documents, instruction, deadline
+
+
+def as_rerank_request(body: V1RerankRequest) -> RerankRequest:
+    """The /api/rerank request with the same meaning as a /v1/rerank one (a data URI image
+    becomes base64)."""
+    if isinstance(body.query, str):
+        query: str | QueryObject = body.query
+    else:
+        image = body.query.image
+        inline = image is not None and image.startswith("data:")
+        query = QueryObject(
+            text=body.query.text,
+            image_url=None if inline else image,
+            image_base64=image if inline else None,
+        )
+    documents: list[str | RerankDocument] = [
+        d if isinstance(d, str) else RerankDocument(text=d.text, image_url=d.image)
+        for d in body.documents
+    ]
+    return RerankRequest(query=query, documents=documents, instruction=body.instruction)

@@ -1,0 +1,120 @@
+"""`rerank-sidecar index`: create the product index and bulk-load a JSONL catalog."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sidecar.backends.indexing import IndexingError, index_catalog
+from sidecar.cli.common import config_option, settings_from
+from sidecar.config import Settings
+from sidecar.demo import CATALOG_PATH
+
+
+@click.command("index")
+@config_option("settings (engine URLs, auth, TLS, default index, field map)")
+@click.option(
+    "--engine",
+    type=click.Choice(["elasticsearch", "opensearch"]),
+    default=None,
+    help="engine kind (default: engine.kind of the settings)",
+)
+@click.option("--url", default=None, help="engine URL (default: the first of engine.urls)")
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="JSONL catalog, one product a line (default: the demo catalog)",
+)
+@click.option("--index", "index_name", default=None, help="index (default: engine.default_index)")
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="index settings+mappings JSON (default: templates/products.json)",
+)
+@click.option("--recreate", is_flag=True, help="delete the index first if it exists")
+@click.option("--replicas", type=int, default=None, help="number_of_replicas (template: 0)")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True)
+@click.option("--progress/--no-progress", default=True, help="show a progress bar")
+def index_command(
+    config: Path | None,
+    engine: str | None,
+    url: str | None,
+    catalog: Path | None,
+    index_name: str | None,
+    mapping: Path | None,
+    recreate: bool,
+    replicas: int | None,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Create the product index and bulk-load a JSONL catalog, reporting refused documents."""
+    ok = _load(
+        settings_from(config),
+        engine,
+        url,
+        catalog,
+        index_name,
+        mapping,
+        recreate,
+        replicas,
+        batch_size,
+        progress,
+    )
+    if not ok:
+        sys.exit(1)
+
+
+def _load(
+    settings: Settings,
+    engine: str | None,
+    url: str | None,
+    catalog: Path | None,
+    index: str | None,
+    mapping: Path | None,
+    recreate: bool,
+    replicas: int | None,
+    batch_size: int,
+    progress: bool = True,
+) -> bool:
+    """Load, print a summary and every refused document; False when a document failed."""
+    kind = engine or settings.engine.kind
+    if kind not in ("elasticsearch", "opensearch"):
+        raise click.ClickException(
+            f"engine.kind is {kind!r}: the embedded engine indexes its catalog at start-up; "
+            "give --engine elasticsearch|opensearch"
+        )
+    engine_settings = settings.engine
+    if url:
+        engine_settings = engine_settings.model_copy(update={"urls": [url]})
+    source = catalog or CATALOG_PATH
+    try:
+        report = index_catalog(
+            engine_settings,
+            source,
+            index=index,
+            template=mapping,
+            recreate=recreate,
+            replicas=replicas,
+            id_field=settings.fields.id or "id",
+            batch_size=batch_size,
+            progress=progress,
+        )
+    except IndexingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    where = engine_settings.urls[0]
+    state = "created" if report.created else "existing"
+    click.echo(
+        f"{kind} at {where}: {report.indexed} of {report.total} documents from {source} "
+        f"indexed into {state} index {report.index!r} in {report.seconds:.1f} s",
+        err=True,
+    )
+    for failure in sorted(report.failures, key=lambda f: f.line):
+        doc = f" (id {failure.doc_id})" if failure.doc_id else ""
+        click.echo(f"  line {failure.line}{doc}: {failure.reason}", err=True)
+    if report.failures:
+        click.echo(f"{len(report.failures)} documents refused", err=True)
+    return not report.failures

@@ -1,0 +1,54 @@
+"""`rerank-sidecar serve` (with a configuration file) and `demo` (the embedded default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sidecar.cli.common import config_option, settings_from
+
+_HOST = click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+_PORT = click.option("--port", type=int, default=None, help="Port (default 8080).")
+
+
+def _serve(config: Path | None, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from sidecar.app import create_app
+    from sidecar.observability import logging as json_logs
+
+    json_logs.configure()  # JSON lines on stderr, request id on every line
+    settings = settings_from(config)
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    click.echo(
+        f"rerank-sidecar: engine={settings.engine.kind} scorer={settings.scorer.kind} "
+        f"cache={settings.cache.kind} on http://{settings.host}:{settings.port}",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        log_config=json_logs.uvicorn_log_config(),
+        access_log=False,  # the request middleware writes one JSON line per request
+    )
+
+
+@click.command()
+@config_option("YAML settings file (environment RERANK_* overrides it).")
+@_HOST
+@_PORT
+def serve(config: Path | None, host: str | None, port: int | None) -> None:
+    """Run the sidecar with a configuration file."""
+    _serve(config, host, port)
+
+
+@click.command()
+@_HOST
+@_PORT
+def demo(host: str | None, port: int | None) -> None:
+    """Run on the embedded default: demo catalog, in-process cache, MiniLM on the CPU."""
+    _serve(None, host, port)
