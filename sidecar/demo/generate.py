@@ -4,7 +4,7 @@
     python -m sidecar.demo.generate --out /tmp/x   # somewhere else
     python -m sidecar.demo.generate --no-images    # JSON only, no Pillow needed
 
-The output is a pure function of the seed and `taxonomy.py`: one
+The output is a pure function of the seed and `taxonomy.json`: one
 random.Random drives every choice, in a fixed order, and nothing depends on
 the clock or on hash ordering, so two runs give byte-identical files (with
 the same Pillow/zlib for the PNGs). Pillow is imported only to draw images.

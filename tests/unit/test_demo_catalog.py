@@ -186,7 +186,7 @@ def test_near_misses_compete_with_relevant_products_under_bm25(catalog, queries)
 
 
 def test_committed_json_matches_the_generator(tmp_path):
-    # Catches edits to taxonomy.py or generate.py without regenerating.
+    # Catches edits to taxonomy.json or generate.py without regenerating.
     # Needs no Pillow: --no-images writes only the JSON files.
     _generate(tmp_path, "--no-images")
     for name in ("catalog.jsonl", "queries.json"):
