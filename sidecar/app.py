@@ -17,12 +17,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sidecar import wiring
 from sidecar.api import admin, engine_compat, health, rerank, search, v1_rerank
 from sidecar.api import explain as explain_api
 from sidecar.api import metrics as metrics_api
 from sidecar.api import ui as ui_api
+from sidecar.api.body_limit import BodyLimit
 from sidecar.config import Settings
 from sidecar.errors import INTERNAL_ERROR, SidecarError, status_for
 from sidecar.observability.metrics import Metrics
@@ -63,6 +65,8 @@ def create_app(
     metrics = Metrics()  # per app: several apps in one process keep separate numbers
     app = FastAPI(title="rerank sidecar", version=_version(), lifespan=lifespan)
     app.state.metrics = metrics
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    # added last, so outermost: a refused body still gets a request id, a log line, metrics
     app.add_middleware(RequestMiddleware, metrics=metrics, log_queries=settings.log_queries)
     app.include_router(metrics_api.router)
     app.include_router(health.router)
@@ -94,13 +98,24 @@ def _install_error_handlers(app: FastAPI) -> None:
         }
         return JSONResponse(body, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own answers (unknown route, wrong method, a body that cannot be read) in
+        # the project's error shape instead of {"detail": ...}.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         return JSONResponse(INTERNAL_ERROR, status_code=500)
 
 
-_UNION_TAG = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*)$")
+_UNION_TAG = re.compile(r"^(str|int|float|bool|constrained-\w+|list\[.*\]|dict\[.*\]|[A-Z]\w*)$")
 
 
 def validation_errors(raw: Sequence[Any]) -> list[dict[str, str]]:

@@ -113,8 +113,14 @@ class LimitSettings(_Strict):
     max_result_window: int = Field(1000, ge=1)  # from + size beyond the rerank window
     max_rerank_documents: int = Field(100, ge=1)
     default_timeout_ms: int = Field(2000, ge=10)
+    # /api/rerank, /v1/rerank: no engine order to fall back on, so the default budget lets the
+    # documented maximum (100 documents of 512 characters, cold) finish on the CPU default on
+    # 2 cores (about 1.5 s of encoding) with room for a busy machine.
+    rerank_timeout_ms: int = Field(10_000, ge=10)
     max_timeout_ms: int = Field(30_000, ge=10)
     engine_share: float = Field(0.6, gt=0, lt=1)
+    # the largest request body read at all (413 above it): a 16 MiB base64 query image fits
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
     def _window_fits(self) -> LimitSettings:

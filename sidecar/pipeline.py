@@ -77,6 +77,7 @@ class ScoreReport:
     flags: dict[int, list[str]] = field(default_factory=dict)  # document position -> flags
     timings: dict[str, float] = field(default_factory=dict)
     error: Exception | None = None  # what the scorer raised, for routes that must not degrade
+    unscored: int = 0  # documents the model did not finish before the deadline
 
     def cache_summary(self) -> dict[str, Any]:
         """The `cache` part of every answer: status, hits, misses."""
@@ -255,6 +256,7 @@ class Pipeline:
             fresh = await asyncio.wait_for(asyncio.shield(task), timeout=max(remaining, 0.001))
         except TimeoutError:
             self._store_later(task, storable)
+            report.unscored = len(misses)
             _degrade(
                 report,
                 f"model did not finish within the deadline "
@@ -286,6 +288,13 @@ class Pipeline:
         report = await self.score(query, documents, instruction, deadline)
         if isinstance(report.error, Overloaded):
             raise report.error  # 429: the queue is full, the caller should retry
+        if report.unscored:
+            raise ScoringFailed(
+                f"{report.reason}: {report.unscored} of {len(documents)} documents were left "
+                "unscored; give a larger timeout_ms or send fewer documents",
+                model=self.scorer.model_id,
+                unscored=report.unscored,
+            )
         if report.status != "ok":
             raise ScoringFailed(report.reason, model=self.scorer.model_id)
         return report

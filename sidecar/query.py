@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from sidecar.errors import InvalidRequest
 
@@ -32,7 +33,7 @@ class Query:
     def has_image(self) -> bool:
         return self.image_url is not None or self.image_bytes is not None
 
-    @property
+    @cached_property  # once per request: hashing a 12 MiB upload per document blocked the loop
     def image_hash(self) -> str:
         if self.image_bytes is not None:
             return "b64:" + hashlib.sha256(self.image_bytes).hexdigest()[:32]
@@ -40,7 +41,7 @@ class Query:
             return "url:" + hashlib.sha256(self.image_url.encode()).hexdigest()[:32]
         return ""
 
-    @property
+    @cached_property
     def cache_key(self) -> str:
         return f"{self.text}\x1f{self.image_hash}"
 

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from sidecar.api.deps import ServicesDep, get_services
+from sidecar.api.models import Body
 from sidecar.cache.base import CacheUnavailable
 from sidecar.cache.keys import model_slug
 from sidecar.errors import InvalidRequest, NotFound, Unauthorized
@@ -38,11 +39,7 @@ def require_admin(
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PreviewRequest(_Body):
+class PreviewRequest(Body):
     rules: str = Field(..., min_length=1, max_length=1_000_000, description="candidate YAML")
     queries: list[Annotated[str, Field(max_length=2048)]] = Field(..., min_length=1, max_length=50)
     size: int = Field(10, ge=1, le=100)
@@ -50,7 +47,7 @@ class PreviewRequest(_Body):
     variant: str | None = Field(None, description="preview this variant of the candidate")
 
 
-class FlushRequest(_Body):
+class FlushRequest(Body):
     model: str | None = Field(None, min_length=1, description="flush this model's scores")
     prefix: str | None = Field(None, min_length=1, description="flush keys under this prefix")
 

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import search_params
-from sidecar.api.models import SearchRequest
+from sidecar.api.models import SearchRequest, refuse_uncarriable
 from sidecar.api.source_filter import source_entry
 from sidecar.errors import (
     BadQuery,
@@ -99,6 +99,10 @@ async def _read_body(request: Request) -> dict[str, Any]:
             raise InvalidRequest(f"malformed JSON: {exc.msg} at {exc.pos}", field="body") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("the search body must be a JSON object", field="body")
+    try:
+        refuse_uncarriable(body)
+    except ValueError as exc:
+        raise InvalidRequest(f"body: {exc}", field="body") from None
     for name in ("from", "size"):  # the engines accept these as URL parameters too
         if name in request.query_params and name not in body:
             value = request.query_params[name]

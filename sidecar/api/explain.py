@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import parse_query, timeout_s
-from sidecar.api.models import Body, QueryObject
+from sidecar.api.models import Body, QueryObject, QueryText
 from sidecar.documents import Document, make_document
 from sidecar.rules.engine import band_of
 
@@ -47,7 +47,7 @@ class ExplainProduct(Body):
 
 
 class ExplainRequest(Body):
-    query: str | QueryObject
+    query: QueryText | QueryObject
     product: ExplainProduct
     instruction: str | None = Field(None, max_length=1024)
     timeout_ms: int | None = Field(None, ge=1)

@@ -37,11 +37,19 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         },
         "engine": {"ready": engine_ok, "kind": services.backend.name},
         "cache": {"ready": cache_ok, "kind": services.cache.name},
+        "rules": {
+            # a watcher that should run and does not: the file's edits would go unseen
+            "ready": services.rules.watching or not services.settings.rules.watch,
+            "watching": services.rules.watching,
+            "version": services.rules.current.version,
+            "last_errors": len(services.rules.last_errors),
+        },
     }
-    # The cache is optional for serving (requests degrade without it), so it does not gate
-    # readiness; it is still reported so an operator sees it.
+    # The cache and the rules watcher are optional for serving (requests degrade without the
+    # cache; the last good rules stay live), so they do not gate readiness; they are reported
+    # so an operator sees them.
     ready = state.ready and engine_ok
-    not_ready = [name for name in ("model", "engine", "cache") if not parts[name]["ready"]]
+    not_ready = [name for name in ("model", "engine", "cache", "rules") if not parts[name]["ready"]]
     body = {"ready": ready, "not_ready": not_ready, **parts}
     return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -40,10 +40,12 @@ def to_filters(filters: Filters) -> list[Filter]:
     return out
 
 
-def timeout_s(timeout_ms: int | None, services: Services) -> float:
-    """The request's budget in seconds: its own `timeout_ms` up to the maximum, or the default."""
+def timeout_s(timeout_ms: int | None, services: Services, default_ms: int | None = None) -> float:
+    """The request's budget in seconds: its own `timeout_ms` up to the maximum, or the default
+    (`default_ms`, else limits.default_timeout_ms)."""
     limits = services.settings.limits
-    ms = timeout_ms if timeout_ms is not None else limits.default_timeout_ms
+    fallback = default_ms if default_ms is not None else limits.default_timeout_ms
+    ms = timeout_ms if timeout_ms is not None else fallback
     if ms > limits.max_timeout_ms:
         raise InvalidRequest(
             f"timeout_ms {ms} is above the maximum {limits.max_timeout_ms}", field="timeout_ms"
@@ -111,8 +113,8 @@ def rerank_inputs(
     query = parse_query(body.query, services.normalizer)
     documents = to_documents(body.documents)
     instruction = body.instruction or services.settings.scorer.instruction
-    deadline = time.perf_counter() + services.settings.limits.default_timeout_ms / 1000
-    return query, documents, instruction, deadline
+    budget = timeout_s(body.timeout_ms, services, services.settings.limits.rerank_timeout_ms)
+    return query, documents, instruction, time.perf_counter() + budget
 
 
 def as_rerank_request(body: V1RerankRequest) -> RerankRequest:
@@ -132,4 +134,6 @@ def as_rerank_request(body: V1RerankRequest) -> RerankRequest:
         d if isinstance(d, str) else RerankDocument(text=d.text, image_url=d.image)
         for d in body.documents
     ]
-    return RerankRequest(query=query, documents=documents, instruction=body.instruction)
+    return RerankRequest(
+        query=query, documents=documents, instruction=body.instruction, timeout_ms=body.timeout_ms
+    )

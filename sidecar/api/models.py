@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Scalar = str | int | float | bool
+QueryText = Annotated[str, Field(max_length=2048)]
+
+
+def refuse_uncarriable(value: Any) -> None:
+    """Strings a cache key, a log line and an engine can all carry: no lone surrogates (JSON
+    allows "\\ud800"; UTF-8 does not) and no NUL. Walks lists and dicts (keys too)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            raise ValueError(
+                f"contains a lone surrogate (U+{ord(bad):04X}) at position {exc.start}"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_uncarriable(key)
+            refuse_uncarriable(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            refuse_uncarriable(item)
 
 
 class Body(BaseModel):
-    """A request body: unknown keys are refused, aliases (`from`) accepted."""
+    """A request body: unknown keys are refused, aliases (`from`) accepted, and every string
+    must be one that UTF-8, cache keys and engines carry (see `refuse_uncarriable`)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _carriable(cls, value: Any) -> Any:
+        if not isinstance(value, BaseModel):  # a nested body checks its own fields
+            refuse_uncarriable(value)
+        return value
 
 
 class QueryObject(Body):
@@ -39,8 +70,10 @@ class RangeBounds(Body):
 
 
 class Filters(Body):
-    term: dict[str, Scalar | list[Scalar]] = {}
-    range: dict[str, RangeBounds] = {}
+    term: dict[Annotated[str, Field(max_length=256)], Scalar | list[Scalar]] = Field(
+        {}, max_length=64
+    )
+    range: dict[Annotated[str, Field(max_length=256)], RangeBounds] = Field({}, max_length=64)
 
     @field_validator("term")
     @classmethod
@@ -48,11 +81,18 @@ class Filters(Body):
         for name, item in value.items():
             if isinstance(item, list) and not item:
                 raise ValueError(f"term filter {name!r} has an empty list")
+            items = item if isinstance(item, list) else [item]
+            if len(items) > 1024:
+                raise ValueError(f"term filter {name!r} has more than 1024 values")
+            if any(isinstance(v, str) and len(v) > 1024 for v in items):
+                raise ValueError(f"term filter {name!r} has a value over 1024 characters")
         return value
 
 
 class SearchRequest(Body):
-    query: str | QueryObject = Field(..., description="text, or {text, image_url|image_base64}")
+    query: QueryText | QueryObject = Field(
+        ..., description="text, or {text, image_url|image_base64}"
+    )
     index: str | None = Field(None, min_length=1, max_length=255)
     filters: Filters = Filters()
     from_: int = Field(0, alias="from", ge=0)
@@ -61,7 +101,7 @@ class SearchRequest(Body):
     instruction: str | None = Field(None, max_length=1024)
     explain: bool = False
     timeout_ms: int | None = Field(None, ge=1)
-    rules: str | None = Field(None, description="rules variant name")
+    rules: str | None = Field(None, max_length=128, description="rules variant name")
     user_key: str | None = Field(
         None, max_length=256, description="stable key (user/session) for variant assignment"
     )
@@ -90,10 +130,13 @@ class RerankDocument(Body):
 
 
 class RerankRequest(Body):
-    query: str | QueryObject
+    query: QueryText | QueryObject
     documents: list[str | RerankDocument]
     instruction: str | None = Field(None, max_length=1024)
     top_n: int | None = Field(None, ge=1)
+    timeout_ms: int | None = Field(
+        None, ge=1, description="scoring budget; default limits.rerank_timeout_ms"
+    )
 
 
 class RerankResult(BaseModel):
@@ -139,8 +182,11 @@ class V1Document(Body):
 
 class V1RerankRequest(Body):
     model: str | None = Field(None, max_length=256)
-    query: str | V1Query
+    query: QueryText | V1Query
     documents: list[str | V1Document]
     top_n: int | None = Field(None, ge=1)
     return_documents: bool = False
     instruction: str | None = Field(None, max_length=1024)
+    timeout_ms: int | None = Field(
+        None, ge=1, description="scoring budget (this sidecar's extension, sent by `remote`)"
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from sidecar.errors import ConfigError, InvalidRequest
 from sidecar.rules.schema import RulesFile, fields_read
@@ -73,10 +73,19 @@ class LoadedRules:
 
 def load_rules(path: Path) -> LoadedRules:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise RulesError(
             [Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror}")]
+        ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a file of any bytes is refused with where, not a 500
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise RulesError(
+            [Problem(str(path), line, col, "", f"not UTF-8: byte 0x{raw[exc.start]:02x}")]
         ) from exc
     return parse_rules(text, str(path))
 
@@ -88,6 +97,8 @@ def parse_rules(text: str, name: str = "<rules>") -> LoadedRules:
         mark = exc.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise RulesError([Problem(name, line, col, "", f"not valid YAML: {exc.problem}")]) from exc
+    except YAMLError as exc:  # e.g. a control character the YAML reader refuses
+        raise RulesError([Problem(name, 1, 1, "", f"not valid YAML: {exc}")]) from exc
     if not isinstance(tree, dict):
         raise RulesError([Problem(name, 1, 1, "", "a rules file is a mapping with `version: 1`")])
     try:

@@ -26,6 +26,7 @@ class RuleStore:
         self.loaded_at = time.time()
         self.rejected_at: float | None = None
         self._mtime = self._stat()
+        self.watching = False  # true while `watch` polls the file
 
     def reload(self) -> LoadedRules:
         """Load the file again; on errors keep the live rules, remember and raise the errors."""
@@ -49,16 +50,28 @@ class RuleStore:
             return 0
 
     async def watch(self, interval_s: float) -> None:
-        """Poll the file's mtime (works on ConfigMap symlink swaps, where inotify is fragile)."""
-        while True:
-            await asyncio.sleep(interval_s)
-            mtime = self._stat()
-            if mtime and mtime != self._mtime:
-                self._mtime = mtime
+        """Poll the file's mtime (works on ConfigMap symlink swaps, where inotify is fragile).
+        Nothing a file holds ends the loop: an unexpected error is logged and polling goes on;
+        `watching` tells /readyz whether the loop runs."""
+        self.watching = True
+        try:
+            while True:
+                await asyncio.sleep(interval_s)
                 try:
-                    self.reload()
-                except RulesError:
-                    pass  # logged and kept in last_errors; the last good rules stay live
+                    self._poll()
+                except Exception:
+                    log.exception("rules watcher: unexpected error; still watching")
+        finally:
+            self.watching = False
+
+    def _poll(self) -> None:
+        mtime = self._stat()
+        if mtime and mtime != self._mtime:
+            self._mtime = mtime
+            try:
+                self.reload()
+            except RulesError:
+                pass  # logged and kept in last_errors; the last good rules stay live
 
     def variant(self, name: str | None, user_key: str | None = None) -> LoadedRules:
         """The rules a request runs with: variant `name`, else by the stable hash of
