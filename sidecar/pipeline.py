@@ -28,7 +28,7 @@ from sidecar.documents import Document
 from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.query import Query
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
-from sidecar.scoring.base import Scorer
+from sidecar.scoring.base import Scorer, identity_of
 
 if TYPE_CHECKING:
     from sidecar.rules.store import RuleStore
@@ -130,6 +130,13 @@ class Pipeline:
         self.images = images
         self._background: set[asyncio.Task[Any]] = set()
         self.flights: SingleFlight[list[float]] = SingleFlight()  # identical misses: one call
+        # Bumped by a cache flush: scores computed before it (late writes included) are not
+        # written after it, so a flush is never undone by a request that was in flight.
+        self.flush_epoch = 0
+
+    def flushed(self) -> None:
+        """Call before deleting cache keys (admin flush)."""
+        self.flush_epoch += 1
 
     async def search(self, p: SearchParams) -> SearchOutcome:
         started = time.perf_counter()
@@ -209,6 +216,8 @@ class Pipeline:
         report = ScoreReport(scores=[None] * len(documents))
         if not documents:
             return report
+        epoch = self.flush_epoch
+        identity = identity_of(self.scorer)
         keys = [
             pair_key(
                 self.cache_prefix,
@@ -217,6 +226,7 @@ class Pipeline:
                 query.cache_key,
                 d.id,
                 d.content_hash,
+                identity,
             )
             for d in documents
         ]
@@ -255,7 +265,7 @@ class Pipeline:
         try:
             fresh = await asyncio.wait_for(asyncio.shield(task), timeout=max(remaining, 0.001))
         except TimeoutError:
-            self._store_later(task, storable)
+            self._store_later(task, storable, epoch)
             report.unscored = len(misses)
             _degrade(
                 report,
@@ -273,7 +283,8 @@ class Pipeline:
         for j, i in enumerate(misses):
             report.scores[i] = fresh[j]
         t3 = time.perf_counter()
-        await self._cache_set({key: fresh[j] for key, j in storable.items()}, report)
+        if epoch == self.flush_epoch:
+            await self._cache_set({key: fresh[j] for key, j in storable.items()}, report)
         report.timings["cache_set_ms"] = _ms(t3, time.perf_counter())
         return report
 
@@ -364,10 +375,14 @@ class Pipeline:
                 text_only.add(pos)
         return images, text_only
 
-    def _store_later(self, task: asyncio.Task[list[float]], storable: dict[str, int]) -> None:
+    def _store_later(
+        self, task: asyncio.Task[list[float]], storable: dict[str, int], epoch: int
+    ) -> None:
         async def store() -> None:
             try:
                 fresh = await task
+                if epoch != self.flush_epoch:
+                    return  # a flush came after these scores were asked for
                 await self.cache.set_many(
                     {k: fresh[j] for k, j in storable.items()}, self.cache_ttl_s
                 )

@@ -7,6 +7,7 @@ booleans as fast fields), mirroring a keyword/numeric mapping in Elasticsearch.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -211,7 +212,8 @@ class EmbeddedBackend:
             raise InvalidRequest(
                 "the embedded engine takes query text, not a raw query body", field="raw_query"
             )
-        return found.search(query, filters, window, offset)
+        # tantivy searches in native code: off the event loop, so other requests go on meanwhile
+        return await asyncio.to_thread(found.search, query, filters, window, offset)
 
     async def ping(self) -> bool:
         return True

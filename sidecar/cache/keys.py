@@ -1,7 +1,8 @@
 """Pair-score cache keys.
 
-A key names everything the score depends on: the model, the instruction, the normalized query
-(text and image), the product id and the hash of what the model reads of it. Rules are applied
+A key names everything the score depends on: the model and its score identity (weights, prompt,
+limits, dtype: sidecar.scoring.identity), the instruction, the normalized query (text and image),
+the product id and the hash of what the model reads of it. Rules are applied
 after the cache, so editing rules never invalidates it; a new model or a changed product does.
 The model id stays readable in the key so an operator can flush one model's entries by prefix.
 """
@@ -19,9 +20,15 @@ def model_slug(model_id: str) -> str:
 
 
 def pair_key(
-    prefix: str, model_id: str, instruction: str, query_key: str, doc_id: str, content_hash: str
+    prefix: str,
+    model_id: str,
+    instruction: str,
+    query_key: str,
+    doc_id: str,
+    content_hash: str,
+    identity: str = "",
 ) -> str:
     digest = hashlib.sha256(
-        "\x1e".join((instruction, query_key, doc_id, content_hash)).encode()
+        "\x1e".join((identity, instruction, query_key, doc_id, content_hash)).encode()
     ).hexdigest()[:40]
     return f"{prefix}{model_slug(model_id)}:{digest}"

@@ -61,6 +61,19 @@ class Scorer(Protocol):
 
 
 @runtime_checkable
+class IdentifiesScores(Protocol):
+    """A scorer that names everything that changes its scores (sidecar.scoring.identity); the
+    pair-score cache key uses it. Every shipped scorer has one; a scorer without it is keyed by
+    its `model_id` alone."""
+
+    score_identity: str
+
+
+def identity_of(scorer: Scorer) -> str:
+    return scorer.score_identity if isinstance(scorer, IdentifiesScores) else scorer.model_id
+
+
+@runtime_checkable
 class WarmsDocuments(Protocol):
     """A scorer whose document side does not depend on the query (a bi-encoder): documents can
     be encoded ahead of traffic."""

@@ -27,6 +27,7 @@ from sidecar.scoring import device as device_mod
 from sidecar.scoring import prompt
 from sidecar.scoring.base import ModelState
 from sidecar.scoring.batching import MicroBatcher
+from sidecar.scoring.identity import folder_fingerprint, score_identity
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -78,6 +79,8 @@ class LycheeScorer:
         self.max_pixels = max_pixels
         self.attn_override = attn_implementation
         self.state = ModelState()
+        self._weights = folder_fingerprint(model_path)
+        self.score_identity = self._identity(device)  # refined with the real dtype at load
         self.batcher: MicroBatcher[Prepared] = MicroBatcher(
             self.forward,
             max_batch=batch_size,
@@ -114,6 +117,7 @@ class LycheeScorer:
 
         started = time.perf_counter()
         self.device, self._dtype = device_mod.choose_device(self.device_setting)
+        self.score_identity = self._identity(self._dtype)
         self.state = ModelState(status="loading", progress=0.05, device=self.device)
         config = Qwen2_5_VLConfig.from_pretrained(self.model_path)
         if self.device.startswith("cuda"):
@@ -167,8 +171,21 @@ class LycheeScorer:
         self._model, self._processor, self._tokenizer = model, processor, tokenizer
         self._yes, self._no, self._pad = yes_id, no_id, pad_id
         self.device, self._dtype = device, dtype
+        self.score_identity = self._identity(dtype)
         self._merge = int(getattr(processor, "merge_size", 2))
         self.state = ModelState(status="ready", progress=1.0, device=device)
+
+    def _identity(self, dtype: Any) -> str:
+        """Everything that changes this scorer's scores (see sidecar.scoring.identity)."""
+        return score_identity(
+            model=MODEL_ID,
+            weights=self._weights,
+            prompt=prompt.PROMPT_VERSION,
+            max_doc_chars=self.max_doc_chars,
+            min_pixels=self.min_pixels,
+            max_pixels=self.max_pixels,
+            dtype=str(dtype).removeprefix("torch."),
+        )
 
     def _check_gpu_memory(self, config: Any, torch: Any) -> None:
         index = torch.device(self.device).index or 0

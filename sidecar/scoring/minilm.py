@@ -20,6 +20,7 @@ from cachetools import LRUCache
 
 from sidecar.scoring.base import ModelState
 from sidecar.scoring.batching import MicroBatcher
+from sidecar.scoring.identity import folder_fingerprint, score_identity
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -58,6 +59,15 @@ class MiniLMScorer:
         self.max_doc_chars = max_doc_chars
         self.batch_size = batch_size
         self.state = ModelState()
+        # What changes the scores: the weights' content (not the folder's name), the text limit,
+        # and the scoring rule (cosine clipped to [0, 1], float32).
+        self.score_identity = score_identity(
+            model=MODEL_ID,
+            weights=folder_fingerprint(model_path or bundled_model_path()),
+            max_doc_chars=max_doc_chars,
+            score="cosine-clip-0-1",
+            dtype="float32",
+        )
         self._model: Any = None
         self._docs: LRUCache[str, np.ndarray] = LRUCache(maxsize=doc_cache_size)
         self._queries: LRUCache[str, np.ndarray] = LRUCache(maxsize=10_000)
@@ -65,6 +75,7 @@ class MiniLMScorer:
         # thread and the batching/scoring threads use them at once. Held for the lookups and
         # stores only, never while encoding.
         self._cache_lock = threading.Lock()
+        self._model_lock = threading.Lock()
         # Concurrent requests hand their (query, document) pairs to one worker, so the queries
         # of many requests are encoded in one forward pass instead of one pass each.
         self.batcher: MicroBatcher[tuple[str, Document]] | None = (
@@ -101,13 +112,17 @@ class MiniLMScorer:
         log.info("scorer ready", extra={"model": self.model_id, "device": "cpu"})
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        # One caller at a time: the catalog warm-up thread, the micro-batcher's thread and
+        # unbatched requests share one model, and a fast tokenizer used from two threads at once
+        # fails ("Already borrowed"). Warm-up encodes in chunks, so requests wait one chunk.
+        with self._model_lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     async def score(

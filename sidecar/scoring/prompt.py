@@ -13,6 +13,9 @@ SYSTEM_PROMPT = (
     "Judge whether the Document meets the requirements based on the Query and the Instruct "
     'provided. Note that the answer can only be "yes" or "no".'
 )
+# Bump when the rendered prompt changes in any way: it is part of the scorer's score identity, so
+# a new prompt never reuses scores cached under the old one.
+PROMPT_VERSION = "lychee-chatml-1"
 IMAGE_PAD = "<|image_pad|>"
 IMAGE_PLACEHOLDER = f"<|vision_start|>{IMAGE_PAD}<|vision_end|>"
 
