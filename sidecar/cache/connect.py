@@ -10,6 +10,7 @@ Sentinel, to the master; sentinels themselves are asked without a password).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -128,3 +129,25 @@ def connect(target: RedisTarget, timeout_s: float) -> tuple[Any, list[Any]]:
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs=dict(common), ssl=target.tls, **common)
     assert target.master is not None
     return sentinel.master_for(target.master, db=target.db, **auth), list(sentinel.sentinels)
+
+
+async def drop_idle_connections(client: Any) -> None:
+    """Close the pooled connections `client` is not using right now, so the next commands open
+    fresh ones: after an outage the old sockets are dead, and each would fail once.
+
+    Standalone and Sentinel clients share one pool (for Sentinel, reconnecting also asks the
+    sentinels for the master again). Connections in use are left alone: a command on a dead one
+    fails and redis-py closes it, a command on a live one finishes. A cluster keeps a pool per
+    node and closes only all of a node's connections at once, which is what is wanted here: the
+    breaker lets no command through while it calls this. Errors closing dead sockets are ignored.
+    """
+    from redis.exceptions import RedisError
+
+    try:
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect(inuse_connections=False)
+        else:  # RedisCluster
+            await asyncio.gather(*(node.disconnect() for node in client.get_nodes()))
+    except (RedisError, OSError):
+        pass

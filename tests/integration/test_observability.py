@@ -142,7 +142,12 @@ def test_deadline_fallback_is_counted_under_its_reason(client_factory, minilm) -
 @pytest.mark.redis
 def test_cache_outage_shows_in_errors_and_breaker_state(client_factory, own_redis) -> None:
     client = client_factory(
-        cache={"kind": "redis", "redis_url": own_redis.url, "breaker_cooldown_s": 60}
+        cache={
+            "kind": "redis",
+            "redis_url": own_redis.url,
+            "breaker_cooldown_s": 60,
+            "breaker_failures": 1,
+        }  # one failed search opens it
     )
     own_redis.stop()
     body = client.post("/search", json={"query": QUERY, "window": 10}).json()
