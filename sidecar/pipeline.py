@@ -3,10 +3,16 @@
     query -> backend.search -> documents.from_hits -> cache.get_many -> images -> scorer.score
           -> cache.set_many -> rules.apply -> page
 
-A request carries a deadline. The engine gets its share of it; scoring gets what is left. When
+A request carries one Deadline (sidecar.deadline), made when it starts and handed to every
+stage: the engine gets its share of what is left, the images and the model get the rest, and
+`timings` says what each stage was given (`*_budget_ms`). When
 scoring cannot finish in time (or fails) the answer uses cached scores where it has them and the
 engine's order elsewhere, and says so: `rerank_status` is `partial` or `fallback` with a reason.
 Scores computed after the deadline still land in the cache, so the next identical request is warm.
+
+One module of ~430 lines on purpose: `search`, `score` and `rerank` are one flow read top to
+bottom, sharing the report, the deadline and the single flight; splitting them would make a reader
+jump files to follow one request.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sidecar.cache.base import CacheUnavailable, ScoreCache
 from sidecar.cache.keys import pair_key
 from sidecar.cache.singleflight import SingleFlight
 from sidecar.config import FieldMap
+from sidecar.deadline import Deadline
 from sidecar.documents import Document
 from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.query import Query
@@ -36,13 +43,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Images may use at most this share of the time left when they start: the model needs the rest.
+IMAGE_SHARE = 0.5
+
 
 class ImageLoader(Protocol):
     """Loads images for scorers that read them (sidecar.scoring.images implements it)."""
 
-    async def load_many(self, refs: Sequence[str | bytes]) -> tuple[dict[str, Any], dict[str, str]]:
-        """(images by ref key, failure reason by ref key). A URL or path is its own key;
-        bytes (a base64 query image) are keyed by `Query.image_hash`."""
+    async def load_many(
+        self, refs: Sequence[str | bytes], deadline: float | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """(images by ref key, failure reason by ref key), by `deadline` (a perf_counter
+        instant): refs not loaded by then are failures. A URL or path is its own key; bytes (a
+        base64 query image) are keyed by `Query.image_hash`. Never raises for a bad ref."""
         ...
 
     def observe_with(self, observer: ImageObserver) -> None: ...
@@ -140,11 +153,11 @@ class Pipeline:
 
     async def search(self, p: SearchParams) -> SearchOutcome:
         started = time.perf_counter()
-        deadline = started + p.timeout_s
+        deadline = Deadline(started + p.timeout_s)
         rules = p.rules or self.rules.current
         self._check_modalities(p.query)
         fetch = max(p.window, p.offset + p.size)  # beyond the window the engine order continues
-        engine_timeout = p.timeout_s * self.engine_share
+        engine_timeout = deadline.left() * self.engine_share
         try:
             result = await asyncio.wait_for(
                 self.backend.search(
@@ -190,6 +203,7 @@ class Pipeline:
         t_rules = time.perf_counter()
 
         timings = {
+            "engine_budget_ms": round(engine_timeout * 1000, 3),
             "engine_ms": _ms(started, t_engine),
             "documents_ms": _ms(t_engine, t_docs),
             **report.timings,
@@ -210,9 +224,15 @@ class Pipeline:
         )
 
     async def score(
-        self, query: Query, documents: Sequence[Document], instruction: str, deadline: float
+        self,
+        query: Query,
+        documents: Sequence[Document],
+        instruction: str,
+        deadline: Deadline | float,
     ) -> ScoreReport:
-        """Scores for `documents`: cache first, the model on misses, within the deadline."""
+        """Scores for `documents`: cache first, the model on misses, within the deadline (a
+        Deadline, or a perf_counter instant)."""
+        deadline = Deadline.of(deadline)
         report = ScoreReport(scores=[None] * len(documents))
         if not documents:
             return report
@@ -249,7 +269,7 @@ class Pipeline:
 
         t1 = time.perf_counter()
         images, text_only = await self._load_images(
-            query, [documents[i] for i in misses], report, misses
+            query, [documents[i] for i in misses], report, misses, deadline
         )
         t2 = time.perf_counter()
         if self.images is not None and self.scorer.reads_images:
@@ -261,7 +281,8 @@ class Pipeline:
         )
         # Only scores the model saw with the product's image are cacheable.
         storable = {keys[i]: j for j, i in enumerate(misses) if i not in text_only}
-        remaining = deadline - time.perf_counter()
+        remaining = deadline.left()
+        report.timings["model_budget_ms"] = round(remaining * 1000, 3)
         try:
             fresh = await asyncio.wait_for(asyncio.shield(task), timeout=max(remaining, 0.001))
         except TimeoutError:
@@ -289,7 +310,11 @@ class Pipeline:
         return report
 
     async def rerank(
-        self, query: Query, documents: Sequence[Document], instruction: str, deadline: float
+        self,
+        query: Query,
+        documents: Sequence[Document],
+        instruction: str,
+        deadline: Deadline | float,
     ) -> ScoreReport:
         """Every document scored, or a typed error: the entry point of the routes that have no
         engine order to fall back on (/api/rerank, /v1/rerank, /api/explain). InvalidRequest for
@@ -349,9 +374,11 @@ class Pipeline:
         documents: Sequence[Document],
         report: ScoreReport,
         positions: Sequence[int],
+        deadline: Deadline,
     ) -> tuple[dict[str, Any] | None, set[int]]:
-        """Images for a scorer that reads them; documents whose image failed are flagged and
-        returned by position so their text-only scores stay out of the cache."""
+        """Images for a scorer that reads them, within IMAGE_SHARE of the time left (the model
+        needs the rest); documents whose image failed or came too late are flagged and returned
+        by position so their text-only scores stay out of the cache."""
         if self.images is None or not self.scorer.reads_images:
             return None, set()
         refs: list[str | bytes] = [d.image_url for d in documents if d.image_url]
@@ -359,7 +386,9 @@ class Pipeline:
             refs.append(query.image_bytes)
         elif query.image_url:
             refs.append(query.image_url)
-        images, failures = await self.images.load_many(refs)
+        budget = deadline.left() * IMAGE_SHARE
+        report.timings["images_budget_ms"] = round(budget * 1000, 3)
+        images, failures = await self.images.load_many(refs, deadline=time.perf_counter() + budget)
         text_only: set[int] = set()
         query_key = query.image_url or query.image_hash
         if query.has_image and query_key in failures:

@@ -10,7 +10,17 @@ it. What is refused:
 - answers slower than the connect/read timeouts, or slower in total than both together;
 - bodies over the byte limit, content types outside the allowed list;
 - images whose header declares more pixels than the limit (decompression bombs), checked before
-  decoding; and files that do not decode.
+  decoding; and files that do not decode;
+- malformed references (a bad port, host or IPv6 literal, a scheme other than http(s), a NUL or
+  control character): `bad_url`. Anything else that goes wrong with one reference is that
+  reference's failure (`other: ...`), never an exception out of `load_many`.
+
+`load_many(refs, deadline=...)` returns by the request's deadline (a `time.perf_counter()`
+instant): each fetch's timeouts are cut to the time left, and what has not finished then is a
+failure `timeout: deadline passed`. A fetch that failed on its own (refused, 404, too large,
+corrupt, forbidden, its own timeout) is remembered for `failure_ttl_s` in a bounded negative cache,
+so a dead image host costs one wait, not one per search; a remembered failure answers at once with
+its reason and " (remembered)". Failures caused by the request's deadline are not remembered.
 
 Known gap: the guard resolves the host, then httpx resolves it again to connect, so a DNS answer
 that changes in between (rebinding) is not caught; deploy behind an egress proxy where that matters.
@@ -21,18 +31,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import io
-import ipaddress
 import logging
-import socket
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
+
+from sidecar.scoring.url_guard import (
+    ImageRefused,
+    check_destination,
+    has_control_character,
+    short,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -52,10 +69,20 @@ class ImageObserver(Protocol):
 
 MAX_REDIRECTS = 3
 CONCURRENCY = 16
+POOL_TIMEOUT_S = 1.0
+# A timeout this close to the request's deadline is the deadline's doing, not the host's.
+DEADLINE_SLACK_S = 0.02
+# Longer keys are remembered by digest so a long URL cannot make the negative cache large.
+MAX_REMEMBERED_KEY = 512
+DEADLINE_PASSED = "timeout: deadline passed"
+REMEMBERED = " (remembered)"
 
 
-class ImageRefused(Exception):
-    """An image that cannot be used; the message is the flag's reason."""
+class DeadlinePassed(ImageRefused):
+    """The request's deadline ran out: not the image's fault, so not remembered."""
+
+    def __init__(self) -> None:
+        super().__init__(DEADLINE_PASSED)
 
 
 def bytes_key(data: bytes) -> str:
@@ -82,9 +109,16 @@ class ImageLoader:
         self.allow_hosts = {h.lower() for h in settings.allow_hosts}
         # Used from the event loop only (decoding threads return their image to it), so no lock.
         self._cache: LRUCache[str, Image] = LRUCache(maxsize=settings.cache_entries)
+        # Failed refs -> reason, for a while (the negative cache; event loop only as well).
+        self._failed: TTLCache[str, str] = TTLCache(
+            maxsize=settings.failure_cache_entries, ttl=settings.failure_ttl_s
+        )
+        # Tasks cancelled at a deadline that had not ended when load_many returned: held so they
+        # are not garbage-collected while pending.
+        self._stragglers: set[asyncio.Task[Image]] = set()
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
-                settings.read_timeout_s, connect=settings.connect_timeout_s, pool=1.0
+                settings.read_timeout_s, connect=settings.connect_timeout_s, pool=POOL_TIMEOUT_S
             ),
             follow_redirects=False,  # redirects are followed by hand, each hop through the guard
             transport=transport,
@@ -98,56 +132,125 @@ class ImageLoader:
         self._observer = observer
 
     async def load_many(
-        self, refs: Sequence[str | bytes]
+        self, refs: Sequence[str | bytes], deadline: float | None = None
     ) -> tuple[dict[str, Image], dict[str, str]]:
-        keyed = {(bytes_key(r) if isinstance(r, bytes) else r): r for r in refs}
+        """Images by key and failure reasons by key; never raises for a bad ref. With a
+        `deadline` (a `time.perf_counter()` instant) it returns by then: refs not done are
+        failures `timeout: deadline passed`."""
         images: dict[str, Image] = {}
         failures: dict[str, str] = {}
-
-        async def one(key: str, ref: str | bytes) -> None:
+        pending: dict[asyncio.Task[Image], str] = {}
+        seen: set[str] = set()
+        for ref in refs:
+            try:
+                key = bytes_key(ref) if isinstance(ref, bytes) else ref
+            except Exception as exc:  # a ref that cannot even be keyed is skipped, not raised
+                log.warning("image ref cannot be keyed: %s", _other(exc))
+                continue
+            if key in seen:
+                continue
+            seen.add(key)
             cached = self._cache_get(key)
             if cached is not None:
                 images[key] = cached
-                return
-            try:
-                async with self._limit:
-                    image = await self._load(ref)
-            except ImageRefused as exc:
-                failures[key] = str(exc)
-                log.info("image refused: %s (%s)", _short(key), exc)
-                if self._observer is not None:
-                    self._observer.failed(str(exc))
-                return
-            if self._observer is not None:
-                self._observer.fetched()
-            self._cache_put(key, image)
-            images[key] = image
+                continue
+            remembered = self._failed.get(_failure_key(key))
+            if remembered is not None:
+                self._fail(failures, key, remembered + REMEMBERED)
+                continue
+            if deadline is not None and time.perf_counter() >= deadline:
+                self._fail(failures, key, DEADLINE_PASSED)
+                continue
+            pending[asyncio.create_task(self._load_one(ref, deadline))] = key
 
-        await asyncio.gather(*(one(k, r) for k, r in keyed.items()))
+        if pending:
+            timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+            try:
+                done, late = await asyncio.wait(pending, timeout=timeout)
+            except BaseException:  # the request itself was cancelled: so are its loads
+                for task in pending:
+                    self._abandon(task)
+                raise
+            for task in late:  # the deadline passed first
+                self._abandon(task)
+                self._fail(failures, pending[task], DEADLINE_PASSED)
+            for task in done:
+                key = pending[task]
+                if task.cancelled():
+                    self._fail(failures, key, DEADLINE_PASSED)
+                    continue
+                error = task.exception()
+                if error is None:
+                    images[key] = task.result()
+                    if self._observer is not None:
+                        self._observer.fetched()
+                    self._cache_put(key, images[key])
+                    continue
+                reason = str(error) if isinstance(error, ImageRefused) else _other(error)
+                if not isinstance(error, ImageRefused):
+                    log.warning("image load failed unexpectedly: %s", short(key), exc_info=error)
+                if not isinstance(error, DeadlinePassed):
+                    self._remember(key, reason)
+                self._fail(failures, key, reason)
         return images, failures
 
-    async def _load(self, ref: str | bytes) -> Image:
+    def _abandon(self, task: asyncio.Task[Image]) -> None:
+        """Cancel a load and hold it until it has wound down, without waiting for it."""
+        task.cancel()
+        self._stragglers.add(task)
+        task.add_done_callback(self._wound_down)
+
+    def _wound_down(self, task: asyncio.Task[Image]) -> None:
+        self._stragglers.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+    def _fail(self, failures: dict[str, str], key: str, reason: str) -> None:
+        failures[key] = reason
+        log.info("image refused: %s (%s)", short(key), reason)
+        if self._observer is not None:
+            self._observer.failed(reason)
+
+    def _remember(self, key: str, reason: str) -> None:
+        if key.startswith(("data:", "b64:")):  # not fetched: failing again costs nothing
+            return
+        self._failed[_failure_key(key)] = reason
+
+    async def _load_one(self, ref: str | bytes, deadline: float | None) -> Image:
+        async with self._limit:
+            return await self._load(ref, deadline)
+
+    async def _load(self, ref: str | bytes, deadline: float | None = None) -> Image:
         if isinstance(ref, bytes):
             data = ref
             if len(data) > self.settings.max_bytes:
                 raise ImageRefused(f"too_large: {len(data)} bytes > {self.settings.max_bytes}")
         elif ref.startswith("data:"):
             data = self._inline(ref)
-        elif ref.startswith(("http://", "https://")):
+        elif has_control_character(ref):
+            raise ImageRefused("bad_url: contains a NUL or control character")
+        elif ref.lower().startswith(("http://", "https://")):
             total = self.settings.connect_timeout_s + self.settings.read_timeout_s
+            left = _left(deadline)
+            if left is not None and left <= 0:
+                raise DeadlinePassed()
+            limit = total if left is None else min(total, left)
             try:
-                data = await asyncio.wait_for(self._fetch(ref), timeout=total)
+                data = await asyncio.wait_for(self._fetch(ref, deadline), timeout=limit)
             except TimeoutError as exc:  # a slow drip that never trips the read timeout
+                if _near(deadline):
+                    raise DeadlinePassed() from exc
                 raise ImageRefused(f"timeout: no full answer within {total:.1f} s") from exc
         else:
             data = await asyncio.to_thread(self._read_local, ref)
         return await asyncio.to_thread(self._decode, data)
 
-    async def _fetch(self, url: str) -> bytes:
+    async def _fetch(self, url: str, deadline: float | None = None) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
             await self._guard(url)
+            timeout = self._timeouts(deadline)
             try:
-                async with self._client.stream("GET", url) as response:
+                async with self._client.stream("GET", url, timeout=timeout) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
@@ -155,10 +258,26 @@ class ImageLoader:
                         raise ImageRefused(f"http_status: {response.status_code}")
                     return await self._read_body(response)
             except httpx.TimeoutException as exc:
+                if _near(deadline):
+                    raise DeadlinePassed() from exc
                 raise ImageRefused(f"timeout: {exc.__class__.__name__}") from exc
+            except httpx.InvalidURL as exc:
+                raise ImageRefused(f"bad_url: {exc}") from exc
             except httpx.HTTPError as exc:
                 raise ImageRefused(f"unreachable: {exc.__class__.__name__}: {exc}") from exc
         raise ImageRefused(f"redirects: more than {MAX_REDIRECTS}")
+
+    def _timeouts(self, deadline: float | None) -> httpx.Timeout:
+        """The configured timeouts, each cut to the time left before the deadline."""
+        connect, read = self.settings.connect_timeout_s, self.settings.read_timeout_s
+        left = _left(deadline)
+        if left is None:
+            return httpx.Timeout(read, connect=connect, pool=POOL_TIMEOUT_S)
+        if left <= 0:
+            raise DeadlinePassed()
+        return httpx.Timeout(
+            min(read, left), connect=min(connect, left), pool=min(POOL_TIMEOUT_S, left)
+        )
 
     async def _read_body(self, response: httpx.Response) -> bytes:
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -176,26 +295,7 @@ class ImageLoader:
         return bytes(body)
 
     async def _guard(self, url: str) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if not host:
-            raise ImageRefused("bad_url: no host")
-        if host in self.allow_hosts:
-            return
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except OSError as exc:
-            raise ImageRefused(f"unresolvable: {host}") from exc
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-            if _forbidden(address):
-                raise ImageRefused(
-                    f"forbidden_address: {host} resolves to {address} "
-                    "(loopback/private/link-local; allowlist the host in images.allow_hosts)"
-                )
+        await check_destination(url, self.allow_hosts)
 
     def _inline(self, ref: str) -> bytes:
         """An uploaded image sent inline (`data:image/png;base64,...`), under the same type and
@@ -215,7 +315,12 @@ class ImageLoader:
 
     def _read_local(self, ref: str) -> bytes:
         relative = ref.removeprefix("file://") if ref.startswith("file://") else ref
-        path = (self.local_root / relative).resolve()
+        if not relative or has_control_character(relative):
+            raise ImageRefused("bad_url: an empty path, or one with a NUL or control character")
+        try:
+            path = (self.local_root / relative).resolve()
+        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise ImageRefused(f"bad_url: unusable path ({exc.__class__.__name__})") from exc
         if not path.is_relative_to(self.local_root) or Path(relative).is_absolute():
             raise ImageRefused("forbidden_path: outside the local image root")
         try:
@@ -269,19 +374,23 @@ class ImageLoader:
         await self._client.aclose()
 
 
-def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return (
-        address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or not address.is_global  # shared/carrier-grade space: Alibaba's 100.100.100.200
-    )
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.perf_counter()
 
 
-def _short(key: str) -> str:
-    return key if len(key) <= 120 else key[:117] + "..."
+def _near(deadline: float | None) -> bool:
+    """Whether the request's deadline has (all but) run out."""
+    return deadline is not None and deadline - time.perf_counter() <= DEADLINE_SLACK_S
+
+
+def _failure_key(key: str) -> str:
+    if len(key) <= MAX_REMEMBERED_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _other(exc: BaseException) -> str:
+    text = str(exc)
+    text = text if len(text) <= 200 else text[:197] + "..."
+    name = exc.__class__.__name__
+    return f"other: {name}: {text}" if text else f"other: {name}"

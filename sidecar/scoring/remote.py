@@ -8,6 +8,12 @@ under the peer's image root. A base64 query image travels as a data URI.
 `load` waits for the peer: it retries a one-pair warm-up until the peer answers, and takes the
 peer's model name into `model_id` (`remote:<peer model>`), so cache keys change with the peer's
 model. A peer that answers 4xx to the warm-up is misconfigured: the state turns `failed`.
+
+`score` splits a window into requests of at most `max_documents` (the peer refuses more than its
+`limits.max_rerank_documents`, 100 by default), sends them at once and puts the scores back in
+order. Each request carries `timeout_ms`: `timeout_s` as the peer's scoring budget, capped at the
+peer's default maximum (`limits.max_timeout_ms`, 30 s); the HTTP call waits a little longer than
+that, so a peer that runs out of time answers its own error instead of being cut off.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PEER_MAX_TIMEOUT_MS = 30_000  # the peer's limits.max_timeout_ms by default: more is refused
+HTTP_GRACE_S = 1.0  # the HTTP call waits this much past the budget it sends
+
 
 class RemoteScorer:
     reads_images = True  # the peer reads them: image queries and documents are allowed
@@ -45,6 +54,7 @@ class RemoteScorer:
         timeout_s: float = 10.0,
         max_doc_chars: int = 512,
         retry_s: float = 2.0,
+        max_documents: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/v1/rerank"
@@ -53,6 +63,12 @@ class RemoteScorer:
         self.max_doc_chars = max_doc_chars
         self.retry_s = retry_s
         self.timeout_s = timeout_s
+        if max_documents < 1:
+            raise ValueError("max_documents must be at least 1")
+        self.max_documents = max_documents
+        # the budget sent to the peer, and the HTTP timeout just past it
+        self.timeout_ms = max(1, min(round(timeout_s * 1000), PEER_MAX_TIMEOUT_MS))
+        self.http_timeout_s = self.timeout_ms / 1000 + HTTP_GRACE_S
         self.transport = transport
         self.state = ModelState(device="remote")
         self._clients: dict[int, httpx.AsyncClient] = {}
@@ -63,7 +79,7 @@ class RemoteScorer:
         client = self._clients.get(loop)
         if client is None or client.is_closed:
             client = httpx.AsyncClient(
-                timeout=self.timeout_s, transport=self.transport, trust_env=False
+                timeout=self.http_timeout_s, transport=self.transport, trust_env=False
             )
             self._clients[loop] = client
         return client
@@ -107,15 +123,32 @@ class RemoteScorer:
     ) -> list[float]:
         if not documents:
             return []
-        payload: dict[str, Any] = {
-            "query": self._query(query),
-            "documents": [self._document(d) for d in documents],
-            "top_n": len(documents),
-            "return_documents": False,
-            "instruction": instruction,
-        }
-        body = await self._post(payload)
-        return self._scores(body, len(documents))
+        sent_query = self._query(query)
+        step = self.max_documents
+        chunks = [documents[i : i + step] for i in range(0, len(documents), step)]
+        payloads: list[dict[str, Any]] = [
+            {
+                "query": sent_query,
+                "documents": [self._document(d) for d in chunk],
+                "top_n": len(chunk),
+                "return_documents": False,
+                "instruction": instruction,
+                "timeout_ms": self.timeout_ms,
+            }
+            for chunk in chunks
+        ]
+        # each task copies the context, so every request carries the caller's request id
+        tasks = [asyncio.ensure_future(self._post(p)) for p in payloads]
+        try:
+            bodies = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # one request failed (or the caller gave up): stop the others
+                task.cancel()
+            raise
+        scores: list[float] = []
+        for i, (body, chunk) in enumerate(zip(bodies, chunks, strict=True)):
+            scores.extend(self._scores(body, len(chunk), offset=i * step))
+        return scores
 
     def _query(self, query: Query) -> str | dict[str, str]:
         image = query.image_url
@@ -143,7 +176,9 @@ class RemoteScorer:
             headers = {"x-request-id": rid} if rid else None
             response = await self._client().post(self.url, json=payload, headers=headers)
         except httpx.TimeoutException as exc:
-            raise ScoringFailed(f"remote scorer {self.url} timed out ({self.timeout_s} s)") from exc
+            raise ScoringFailed(
+                f"remote scorer {self.url} timed out ({self.http_timeout_s:g} s)"
+            ) from exc
         except httpx.HTTPError as exc:
             raise ScoringFailed(f"remote scorer {self.url} unreachable: {exc}") from exc
         if response.status_code == 429:
@@ -161,7 +196,9 @@ class RemoteScorer:
             raise ScoringFailed(f"remote scorer {self.url} answered with a non-object")
         return body
 
-    def _scores(self, body: Mapping[str, Any], count: int) -> list[float]:
+    def _scores(self, body: Mapping[str, Any], count: int, offset: int = 0) -> list[float]:
+        """The `count` scores of one answer, in order; `offset` (the first document's place in
+        the whole call) only names documents in errors."""
         scores: list[float | None] = [None] * count
         try:
             for result in body["results"]:
@@ -173,7 +210,7 @@ class RemoteScorer:
             raise ScoringFailed(
                 f"remote scorer {self.url} answered a malformed result: {exc}"
             ) from exc
-        missing = [i for i, s in enumerate(scores) if s is None]
+        missing = [offset + i for i, s in enumerate(scores) if s is None]
         if missing:
             raise ScoringFailed(f"remote scorer {self.url} left out documents {missing[:5]}")
         return [s for s in scores if s is not None]

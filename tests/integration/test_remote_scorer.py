@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,6 +20,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from sidecar.app import create_app
+from sidecar.config import DEFAULT_INSTRUCTION
+from sidecar.documents import Document, make_document
+from sidecar.errors import ScoringFailed
+from sidecar.observability.logging import request_id
+from sidecar.query import Query
 from sidecar.scoring.minilm import MiniLMScorer
 from sidecar.scoring.remote import RemoteScorer
 from tests.conftest import make_settings
@@ -35,18 +42,69 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class Seen:
+    """One /v1/rerank request as the peer received it."""
+
+    body: dict[str, Any]
+    request_id: str | None
+
+
+class Recorder:
+    """ASGI wrapper around the peer app: notes every /v1/rerank request it is sent (its JSON
+    body and request id), then hands the request on unchanged."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[Seen] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/rerank":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id")
+        self.seen.append(Seen(json.loads(body or b"null"), rid.decode() if rid else None))
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 class Peer:
-    """A sidecar in a uvicorn thread; `url` is its base URL."""
+    """A sidecar in a uvicorn thread; `url` is its base URL, `seen` its /v1/rerank requests."""
 
     def __init__(self, scorer: MiniLMScorer) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The peer scores documents it has never seen (text as the caller cut it): give it time.
+        # limits.max_rerank_documents stays at its default, 100.
         settings = make_settings(limits={"default_timeout_ms": 30_000})
-        app = create_app(settings, wait_for_model=True, scorer=scorer)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.recorder = Recorder(create_app(settings, wait_for_model=True, scorer=scorer))
+        config = uvicorn.Config(
+            self.recorder, host="127.0.0.1", port=self.port, log_level="warning"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def seen(self) -> list[Seen]:
+        return self.recorder.seen
 
     def start(self) -> Peer:
         self.thread.start()
@@ -68,9 +126,9 @@ def remote_app() -> Iterator[Any]:
     closes its scorer); all are closed at the end."""
     opened: list[TestClient] = []
 
-    def start(url: str, wait: bool = True) -> TestClient:
+    def start(url: str, wait: bool = True, **scorer: Any) -> TestClient:
         settings = make_settings(
-            scorer={"kind": "remote", "remote_url": url, "remote_timeout_s": 30.0},
+            scorer={"kind": "remote", "remote_url": url, "remote_timeout_s": 30.0, **scorer},
             limits={"default_timeout_ms": 30_000},
         )
         client = TestClient(create_app(settings, wait_for_model=wait))
@@ -146,6 +204,80 @@ def test_search_through_the_remote_scorer_matches_the_peer(peer: Peer, remote_ap
     there = httpx.post(f"{peer.url}/search", json=request, timeout=30).json()
     assert here["rerank_status"] == "ok", here
     assert [h["id"] for h in here["hits"]] == [h["id"] for h in there["hits"]]
+
+
+def catalog_documents(count: int) -> list[Document]:
+    """`count` text documents from the demo catalog (text only: MiniLM reads no images)."""
+    from sidecar.backends.base import Hit
+    from sidecar.config import FieldMap
+    from sidecar.demo import load_catalog
+    from sidecar.documents import from_hit
+
+    products = load_catalog()[:count]
+    assert len(products) == count
+    hits = [from_hit(Hit(p["id"], 0.0, p), FieldMap()) for p in products]
+    return [make_document(d.id, d.title, d.selling_points) for d in hits]
+
+
+async def test_a_window_over_the_peers_limit_is_split_and_scored_in_order(
+    peer: Peer, minilm: MiniLMScorer
+) -> None:
+    documents = catalog_documents(150)
+    query = Query("waterproof tent")
+    scorer = RemoteScorer(peer.url, timeout_s=30.0)  # max_documents 100, the peer's limit
+    peer.seen.clear()
+    token = request_id.set("split-window-1")
+    try:
+        scores = await scorer.score(query, documents, DEFAULT_INSTRUCTION)
+    finally:
+        request_id.reset(token)
+        await scorer.close()
+    assert len(scores) == 150
+    direct = await minilm.score(query, documents, DEFAULT_INSTRUCTION)
+    assert scores == pytest.approx(direct, abs=1e-6)
+    assert sorted(len(s.body["documents"]) for s in peer.seen) == [50, 100]
+    assert all(s.body["top_n"] == len(s.body["documents"]) for s in peer.seen)
+    assert [s.request_id for s in peer.seen] == ["split-window-1"] * 2  # each chunk carries it
+
+
+async def test_a_chunk_the_peer_refuses_is_an_error(peer: Peer) -> None:
+    scorer = RemoteScorer(peer.url, timeout_s=30.0, max_documents=150)  # above the peer's 100
+    try:
+        with pytest.raises(ScoringFailed) as failed:
+            await scorer.score(Query("tent"), catalog_documents(150), DEFAULT_INSTRUCTION)
+    finally:
+        await scorer.close()
+    assert failed.value.details["status"] == 422
+    assert "at most 100" in failed.value.message
+
+
+@pytest.mark.parametrize(("timeout_s", "sent_ms"), [(5.0, 5000), (120.0, 30_000)])
+async def test_the_scoring_budget_travels_as_timeout_ms(
+    peer: Peer, timeout_s: float, sent_ms: int
+) -> None:
+    scorer = RemoteScorer(peer.url, timeout_s=timeout_s)
+    peer.seen.clear()
+    try:
+        await scorer.score(Query("tent"), catalog_documents(3), DEFAULT_INSTRUCTION)
+    finally:
+        await scorer.close()
+    assert [s.body["timeout_ms"] for s in peer.seen] == [sent_ms]
+
+
+@pytest.mark.parametrize(("timeout_s", "sent_ms"), [(0.25, 250), (0.0001, 1), (30.0, 30_000)])
+def test_the_http_call_outwaits_the_budget_it_sends(timeout_s: float, sent_ms: int) -> None:
+    scorer = RemoteScorer("http://127.0.0.1:1", timeout_s=timeout_s)
+    assert scorer.timeout_ms == sent_ms
+    assert scorer.http_timeout_s > sent_ms / 1000
+
+
+def test_the_settings_reach_the_remote_scorer(peer: Peer, remote_app: Any) -> None:
+    client = remote_app(peer.url, remote_timeout_s=12.0, remote_max_documents=2)
+    peer.seen.clear()
+    answer = client.post("/api/rerank", json={"query": "waterproof tent", "documents": DOCS})
+    assert answer.status_code == 200, answer.text
+    assert sorted(len(s.body["documents"]) for s in peer.seen) == [1, 2]
+    assert {s.body["timeout_ms"] for s in peer.seen} == {12_000}
 
 
 def test_query_images_travel_as_data_uris(peer: Peer) -> None:

@@ -6,6 +6,7 @@ does not.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 import time
@@ -49,6 +50,9 @@ class Handler(BaseHTTPRequestHandler):
         }
         if path == "/slow.png":
             time.sleep(1.5)
+            self._send(200, "image/png", GOOD)
+        elif path == "/sleep.png":  # far beyond any deadline a test sets
+            time.sleep(5.0)
             self._send(200, "image/png", GOOD)
         elif path == "/drip.png":  # each byte within the read timeout, the whole far beyond
             self.send_response(200)
@@ -295,3 +299,130 @@ async def test_loads_and_failures_are_reported_to_the_observer(server: str) -> N
         await images.close()
     assert observer.fetched_count == 1
     assert len(observer.reasons) == 1 and observer.reasons[0].startswith("corrupt")
+
+
+MALFORMED = [
+    "http://h:abc/",
+    "http://[::1/",
+    "http://a..b/x.png",
+    "http://x.example:99999/",
+    "http://x.example:0/a.png",
+    "http://h/a\x00b.png",
+    "images/p\x00.png",
+    "http://" + "a" * 70 + ".example/a.png",
+]
+
+
+@pytest.mark.parametrize("allow_hosts", [[], ["h", "a..b", "x.example"]])
+async def test_malformed_refs_are_failures_not_exceptions(allow_hosts: list[str]) -> None:
+    images = loader(allow_hosts=allow_hosts)  # allowlisted hosts are checked as well
+    try:
+        found, failures = await images.load_many(MALFORMED)
+    finally:
+        await images.close()
+    assert not found
+    assert set(failures) == set(MALFORMED)
+    assert all(reason.startswith("bad_url: ") for reason in failures.values()), failures
+    assert "port" in failures["http://h:abc/"] and "port" in failures["http://x.example:99999/"]
+    assert "NUL" in failures["http://h/a\x00b.png"] and "NUL" in failures["images/p\x00.png"]
+
+
+async def test_an_unexpected_error_is_that_refs_failure_only(server: str) -> None:
+    images = loader()
+
+    def explode(data: bytes) -> Image.Image:
+        raise RuntimeError("boom")
+
+    images._decode = explode  # type: ignore[method-assign]
+    try:
+        found, failures = await images.load_many([f"{server}/ok.png?explode", "images/nope.png"])
+    finally:
+        await images.close()
+    assert not found
+    assert failures[f"{server}/ok.png?explode"] == "other: RuntimeError: boom"
+    assert failures["images/nope.png"] == "missing: images/nope.png"
+
+
+async def test_the_deadline_bounds_a_slow_host(server: str) -> None:
+    images = loader(connect_timeout_s=10.0, read_timeout_s=10.0)  # only the deadline can stop it
+    slow, fast = f"{server}/sleep.png?deadline", f"{server}/ok.png?deadline"
+    started = time.perf_counter()
+    try:
+        found, failures = await images.load_many([slow, fast], deadline=time.perf_counter() + 0.3)
+        elapsed = time.perf_counter() - started
+        assert failures == {slow: "timeout: deadline passed"}
+        assert set(found) == {fast}
+        assert elapsed < 4.0  # well before the server's 5 s sleep ends
+        # The deadline was the request's, not the host's fault: not remembered.
+        _, again = await images.load_many([slow], deadline=time.perf_counter() + 0.2)
+        assert again == {slow: "timeout: deadline passed"}
+    finally:
+        await images.close()
+
+
+async def test_a_deadline_already_passed_fetches_nothing(server: str) -> None:
+    images = loader()
+    url = f"{server}/ok.png?late"
+    try:
+        _, failures = await images.load_many([url], deadline=time.perf_counter() - 1.0)
+    finally:
+        await images.close()
+    assert failures == {url: "timeout: deadline passed"}
+    assert Handler.hits.get("/ok.png?late", 0) == 0
+
+
+async def test_a_failed_fetch_is_remembered(server: str) -> None:
+    images = loader()
+    url = f"{server}/missing.png?remember"
+    try:
+        _, first = await images.load_many([url])
+        started = time.perf_counter()
+        _, second = await images.load_many([url], deadline=time.perf_counter() + 5.0)
+        elapsed = time.perf_counter() - started
+    finally:
+        await images.close()
+    assert first == {url: "http_status: 404"}
+    assert second == {url: "http_status: 404 (remembered)"}
+    assert Handler.hits["/missing.png?remember"] == 1  # the second never reached the server
+    assert elapsed < 0.1
+
+
+async def test_a_fetch_timeout_is_remembered_until_its_ttl(server: str) -> None:
+    images = loader(failure_ttl_s=0.5)
+    url = f"{server}/slow.png?remember"
+    try:
+        _, first = await images.load_many([url])
+        _, second = await images.load_many([url])
+        await asyncio.sleep(0.6)  # past the TTL: forgotten, fetched again
+        _, third = await images.load_many([url])
+    finally:
+        await images.close()
+    assert first[url].startswith("timeout: ") and "deadline" not in first[url]
+    assert second == {url: first[url] + " (remembered)"}
+    assert not third[url].endswith("(remembered)")
+    assert Handler.hits["/slow.png?remember"] == 2
+
+
+@pytest.mark.parametrize(
+    ("address", "carried"),
+    [
+        ("2002:7f00:1::", "127.0.0.1"),  # 6to4
+        ("2002:a00:1::", "10.0.0.1"),
+        ("64:ff9b::7f00:1", "127.0.0.1"),  # NAT64
+        ("64:ff9b::a00:1", "10.0.0.1"),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1"),  # Teredo: inverted client
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1"),
+    ],
+)
+async def test_ipv6_forms_of_forbidden_ipv4_are_refused(address: str, carried: str) -> None:
+    url = f"http://[{address}]/a.png"
+    image, failure = await one(loader(allow=False), url)
+    assert image is None and failure is not None
+    assert failure.startswith(f"forbidden_address: {address}"), failure
+    assert f"carries {carried}" in failure
+
+
+async def test_ipv6_forms_of_public_ipv4_pass_the_guard() -> None:
+    images = loader(allow=False)
+    await images._guard("http://[2002:808:808::]/a.png")  # 6to4 of 8.8.8.8
+    await images.close()

@@ -1,0 +1,65 @@
+"""One deadline through every stage: images that do not arrive in time leave their products scored
+on text, flagged, and out of the cache; each stage's budget is in the timings."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sidecar.backends.embedded import EmbeddedBackend
+from sidecar.cache.memory import MemoryCache
+from sidecar.config import FieldMap
+from sidecar.pipeline import Pipeline, SearchParams
+from sidecar.query import Query
+from sidecar.rules.store import RuleStore
+from sidecar.scoring.minilm import MiniLMScorer
+from tests.unit.test_images import loader, server
+
+__all__ = ["server"]
+
+
+class ReadsImages:
+    """The real MiniLM on the text, declared image-reading so the pipeline loads images."""
+
+    reads_images = True
+
+    def __init__(self, inner: MiniLMScorer) -> None:
+        self.inner, self.model_id, self.state = inner, inner.model_id, inner.state
+        self.score_identity = inner.score_identity + "+images"
+
+    async def score(self, query: Any, documents: Any, instruction: str, images: Any = None) -> Any:
+        return await self.inner.score(query, documents, instruction)
+
+
+def test_slow_images_are_cut_by_the_deadline_flagged_and_not_cached(
+    server: str,
+    minilm: MiniLMScorer,
+) -> None:
+    docs = [
+        {"id": "slow", "title": "Waterproof hiking boots", "image_url": f"{server}/sleep.png?p"},
+        {"id": "fast", "title": "Hiking boots, leather", "image_url": f"{server}/ok.png?p"},
+    ]
+    backend = EmbeddedBackend({"title": 1.0})
+    backend.add_index("products", docs)
+    images = loader(connect_timeout_s=10.0, read_timeout_s=10.0)  # only the deadline stops it
+    cache = MemoryCache()
+    pipeline = Pipeline(backend, ReadsImages(minilm), cache, RuleStore(), FieldMap(), images=images)
+    params = SearchParams(index="products", query=Query("hiking boots"), timeout_s=1.0)
+
+    async def run() -> Any:
+        try:
+            first = await pipeline.search(params)
+            second = await pipeline.search(params)
+            return first, second
+        finally:
+            await images.close()
+
+    first, second = asyncio.run(run())
+    flags = {h.document.id: h.flags for h in first.hits}
+    assert first.report.status == "ok"  # every product scored, the slow one on its text
+    assert any("timeout: deadline passed" in f for f in flags["slow"]), flags
+    assert flags["fast"] == ()
+    assert {"engine_budget_ms", "images_budget_ms", "model_budget_ms"} <= set(first.timings)
+    assert first.timings["images_budget_ms"] < 1000  # a share of the request's second
+    # the text-only score of the slow product was not cached; the fast one's was
+    assert second.report.cache_hits == 1 and second.report.cache_misses == 1
