@@ -7,6 +7,7 @@ defaults are the embedded mode: bundled demo catalog, in-process cache, MiniLM o
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +54,16 @@ class EngineSettings(_Strict):
     request_timeout_s: float = Field(10.0, gt=0)
     retries: int = Field(1, ge=0, le=10)
     default_index: str = "products"
+    # Indices /search and the drop-in may name (fnmatch patterns); empty: the default index only.
+    # The sidecar searches with its own credentials, so this is the caller's boundary.
+    allowed_indices: list[str] = []
+    allow_scripts: bool = False  # drop-in bodies with scripts (script_score, runtime fields...)
+
+    def index_allowed(self, index: str) -> bool:
+        patterns = self.allowed_indices or [self.default_index]
+        names = index.split(",")
+        return all(name and any(fnmatch.fnmatchcase(name, p) for p in patterns) for name in names)
+
     # multi_match fields of the first-stage query, with their boosts
     search_fields: dict[str, float] = {
         "title": 3.0,
@@ -70,6 +81,8 @@ class CacheSettings(_Strict):
     ttl_s: int = Field(7 * 24 * 3600, gt=0)
     max_entries: int = Field(200_000, gt=0)  # memory cache
     timeout_s: float = Field(0.25, gt=0)  # one Redis round trip
+    breaker_failures: int = Field(3, ge=1)  # Redis errors within breaker_window_s that open it
+    breaker_window_s: float = Field(10.0, gt=0)
     breaker_cooldown_s: float = Field(5.0, gt=0)
 
 
@@ -85,6 +98,9 @@ class ScorerSettings(_Strict):
     remote_url: str | None = None
     remote_timeout_s: float = Field(10.0, gt=0)
     remote_model: str | None = None  # the `model` field sent to the remote /v1/rerank
+    # documents per /v1/rerank request: a larger call is split (the peer's
+    # limits.max_rerank_documents, 100 by default, refuses more)
+    remote_max_documents: int = Field(100, ge=1)
     # lychee micro-batching: a batch holds at most batch_size pairs and max_batch_tokens
     # (longest pair x pairs); requests wait at most max_wait_ms for company; a queue longer
     # than max_queue pairs answers 429.
@@ -104,6 +120,10 @@ class ImageSettings(_Strict):
     allow_hosts: list[str] = []  # hosts exempt from the private-address guard
     local_root: Path | None = None  # relative image paths resolve here; None = bundled demo images
     cache_entries: int = Field(1024, gt=0)
+    # Failed image refs remembered (and answered at once) for failure_ttl_s: a dead host costs
+    # one wait, not one per search. Deadline failures are not remembered.
+    failure_cache_entries: int = Field(4096, gt=0)
+    failure_ttl_s: float = Field(60.0, gt=0)
 
 
 class LimitSettings(_Strict):

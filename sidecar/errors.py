@@ -5,6 +5,7 @@
     │   └── BadQuery          400  the engine rejected the first-stage query (engine's reason)
     ├── NotFound              404  unknown index or route target
     ├── Unauthorized          401  admin route without the right bearer token
+    ├── Forbidden             403  an index outside engine.allowed_indices, a script not allowed
     ├── EngineUnavailable     503  the search engine cannot be reached
     ├── EngineTimeout         504  the search engine did not answer within the deadline
     ├── ScoringFailed         503  the scorer failed where no fallback exists (/api/rerank)
@@ -64,6 +65,12 @@ class Unauthorized(SidecarError):
     code = "unauthorized"
 
 
+class Forbidden(SidecarError):
+    """The request names an index or a feature (scripts) this sidecar is not allowed to use."""
+
+    code = "forbidden"
+
+
 class EngineUnavailable(SidecarError):
     """The search engine refused the connection or answered with a server error."""
 
@@ -109,6 +116,7 @@ STATUS: tuple[tuple[type[SidecarError], int], ...] = (
     (InvalidRequest, 422),
     (NotFound, 404),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (EngineUnavailable, 503),
     (EngineTimeout, 504),
     (ScoringFailed, 503),

@@ -125,7 +125,13 @@ def build_cache(settings: Settings) -> ScoreCache:
         return NoCache()
     from sidecar.cache.redis import RedisCache
 
-    return RedisCache(cache.redis_url, cache.timeout_s, cache.breaker_cooldown_s)
+    return RedisCache(
+        cache.redis_url,
+        cache.timeout_s,
+        cache.breaker_cooldown_s,
+        cache.breaker_failures,
+        cache.breaker_window_s,
+    )
 
 
 def build_scorer(settings: Settings) -> Scorer:
@@ -171,6 +177,7 @@ def build_scorer(settings: Settings) -> Scorer:
             model=scorer.remote_model,
             timeout_s=scorer.remote_timeout_s,
             max_doc_chars=scorer.max_doc_chars,
+            max_documents=scorer.remote_max_documents,
         )
     raise ConfigError(f"scorer.kind {scorer.kind!r} is not available in this build")
 

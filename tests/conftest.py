@@ -35,6 +35,11 @@ def minilm() -> MiniLMScorer:
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: the embedded default, no file watching unless asked."""
     overrides.setdefault("rules", {"watch": False})
+    # Tests search many indices (unknown ones included, for 404s); the allowlist has tests of
+    # its own (tests/integration/test_index_allowlist.py).
+    engine = overrides.setdefault("engine", {})
+    if isinstance(engine, dict):
+        engine.setdefault("allowed_indices", ["*"])
     return Settings(**overrides)
 
 

@@ -22,8 +22,11 @@ class NeverReadyScorer:
         status: str = "loading",
         reason: str = "",
         progress: float = 0.3,
+        score_identity: str | None = None,
     ) -> None:
         self.model_id = model_id
+        # a stand-in for a real model that is still loading names that model's score identity
+        self.score_identity = score_identity or model_id
         self.state = ModelState(status=status, reason=reason, progress=progress)
 
     async def load(self) -> None:

@@ -27,12 +27,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from sidecar.api.deps import ServicesDep
-from sidecar.api.mapping import search_params
+from sidecar.api.mapping import allowed_index, refuse_scripts, search_params
 from sidecar.api.models import SearchRequest, refuse_uncarriable
 from sidecar.api.source_filter import source_entry
 from sidecar.errors import (
     BadQuery,
     EngineTimeout,
+    Forbidden,
     InvalidRequest,
     NotFound,
     SidecarError,
@@ -74,7 +75,9 @@ async def engine_search(index: str, request: Request, services: ServicesDep) -> 
 async def _answer(index: str, request: Request, services: ServicesDep) -> JSONResponse:
     started = time.perf_counter()
     try:
+        allowed_index(index, services)  # before the body is read: the caller's boundary
         body = await _read_body(request)
+        refuse_scripts(body, services)
         if _sorted_by_field(body):
             return JSONResponse(await _engine_order(index, body, services, started))
         request_body, source_spec = to_search_request(index, body, services)
@@ -363,4 +366,5 @@ _ERROR_TYPES: dict[type[SidecarError], str] = {
     InvalidRequest: "illegal_argument_exception",
     BadQuery: "illegal_argument_exception",
     NotFound: "index_not_found_exception",
+    Forbidden: "security_exception",
 }

@@ -16,7 +16,7 @@ from sidecar.api.models import (
 )
 from sidecar.backends.base import Filter, RangeFilter, TermFilter
 from sidecar.documents import Document, make_document
-from sidecar.errors import InvalidRequest
+from sidecar.errors import Forbidden, InvalidRequest
 from sidecar.pipeline import SearchParams
 from sidecar.query import Normalizer, Query
 from sidecar.services import Services
@@ -73,7 +73,7 @@ def search_params(body: SearchRequest, services: Services) -> SearchParams:
         services.rules.variant(body.rules, body.user_key) if body.rules or body.user_key else None
     )
     return SearchParams(
-        index=body.index or services.settings.engine.default_index,
+        index=allowed_index(body.index or services.settings.engine.default_index, services),
         query=parse_query(body.query, services.normalizer),
         filters=to_filters(body.filters),
         offset=body.from_,
@@ -84,6 +84,39 @@ def search_params(body: SearchRequest, services: Services) -> SearchParams:
         rules=rules,
         raw_query=body.raw_query,
     )
+
+
+def allowed_index(index: str, services: Services) -> str:
+    """`index` when engine.allowed_indices permits it; Forbidden (403) naming it otherwise."""
+    engine = services.settings.engine
+    if not engine.index_allowed(index):
+        allowed = ", ".join(engine.allowed_indices or [engine.default_index])
+        raise Forbidden(
+            f"index {index!r} is not allowed (engine.allowed_indices: {allowed})", field="index"
+        )
+    return index
+
+
+# Body keys that run code on the engine: refused on the drop-in unless engine.allow_scripts.
+SCRIPT_KEYS = frozenset(
+    {"script", "script_score", "script_fields", "runtime_mappings", "scripted_metric"}
+)
+
+
+def refuse_scripts(node: object, services: Services, where: str = "body") -> None:
+    if services.settings.engine.allow_scripts:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SCRIPT_KEYS:
+                raise Forbidden(
+                    f"{where}.{key}: scripts are not allowed (engine.allow_scripts)",
+                    field=f"{where}.{key}",
+                )
+            refuse_scripts(value, services, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            refuse_scripts(item, services, f"{where}[{i}]")
 
 
 def to_documents(items: list[str | RerankDocument]) -> list[Document]:

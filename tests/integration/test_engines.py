@@ -34,6 +34,8 @@ FIELDS = [f"{name}^{boost:g}" for name, boost in SEARCH_FIELDS.items()]
 
 
 def engine_config(kind: str, url: str, **extra: Any) -> dict[str, Any]:
+    # the allowlist has its own tests; these search several indices, unknown ones included
+    extra.setdefault("allowed_indices", ["*"])
     return {"kind": kind, "urls": [url], "search_fields": SEARCH_FIELDS, **extra}
 
 

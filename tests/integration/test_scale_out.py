@@ -53,7 +53,8 @@ def test_second_replica_is_served_from_the_first_ones_cache(
     assert scores_by_id(b) == scores_by_id(a)
 
     # A replica whose model is still loading answers fully reranked from the shared cache.
-    cold = client_factory(scorer=NeverReadyScorer(minilm.model_id, progress=0.1), cache=cache)
+    loading = NeverReadyScorer(minilm.model_id, progress=0.1, score_identity=minilm.score_identity)
+    cold = client_factory(scorer=loading, cache=cache)
     c = cold.post("/search", json=request).json()
     assert c["rerank_status"] == "ok" and c["cache"]["hits"] == 40
     assert scores_by_id(c) == scores_by_id(a)
