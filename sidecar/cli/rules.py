@@ -28,12 +28,13 @@ def rules() -> None:
 def check(file: Path, config: Path | None) -> None:
     """Validate FILE; print each error as file:line:col: path: reason (exit 1 on errors).
     With --config, conditions must read fields of the configured field map."""
-    from sidecar.rules.loader import Problem, check_rules
+    from sidecar.rules.loader import RulesError, check_rules, read_rules_text
 
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        click.echo(str(Problem(str(file), 1, 1, "", f"cannot read file: {exc.strerror}")))
+        text = read_rules_text(file)
+    except RulesError as exc:  # unreadable, or not UTF-8: said like any other problem
+        for problem in exc.problems:
+            click.echo(str(problem))
         raise SystemExit(1) from exc
     known = None
     if config is not None:

@@ -72,6 +72,11 @@ class LoadedRules:
 
 
 def load_rules(path: Path) -> LoadedRules:
+    return parse_rules(read_rules_text(path), str(path))
+
+
+def read_rules_text(path: Path) -> str:
+    """The file's text, or RulesError (unreadable, or not UTF-8: with the line and column)."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -87,7 +92,7 @@ def load_rules(path: Path) -> LoadedRules:
         raise RulesError(
             [Problem(str(path), line, col, "", f"not UTF-8: byte 0x{raw[exc.start]:02x}")]
         ) from exc
-    return parse_rules(text, str(path))
+    return text
 
 
 def parse_rules(text: str, name: str = "<rules>") -> LoadedRules:

@@ -91,3 +91,11 @@ def test_preview_of_an_invalid_file_prints_its_errors(tmp_path: Path) -> None:
     rules.write_text("version: 1\nboosts: 3\n")
     result = run("rules", "preview", str(rules), "--query", "tent")
     assert result.exit_code == 1 and f"{rules}:2:1: boosts:" in result.output
+
+
+def test_check_of_a_file_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
+    rules = tmp_path / "latin1.yaml"
+    rules.write_bytes(b"version: 1\n# caf\xe9\n")
+    result = run("rules", "check", str(rules))
+    assert result.exit_code == 1
+    assert f"{rules}:2:6: not UTF-8: byte 0xe9" in result.output
