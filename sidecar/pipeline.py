@@ -35,7 +35,7 @@ from sidecar.documents import Document
 from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.query import Query
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
-from sidecar.scoring.base import Scorer, identity_of
+from sidecar.scoring.base import Scorer, Scores, identity_of
 
 if TYPE_CHECKING:
     from sidecar.rules.store import RuleStore
@@ -303,6 +303,10 @@ class Pipeline:
             report.timings["model_ms"] = _ms(t2, time.perf_counter())
         for j, i in enumerate(misses):
             report.scores[i] = fresh[j]
+        for j, flags in (fresh.flags if isinstance(fresh, Scores) else {}).items():
+            # the scorer says this score was made without something (a peer's failed image)
+            report.flags.setdefault(misses[j], []).extend(flags)
+            storable.pop(keys[misses[j]], None)
         t3 = time.perf_counter()
         if epoch == self.flush_epoch:
             await self._cache_set({key: fresh[j] for key, j in storable.items()}, report)
@@ -412,6 +416,9 @@ class Pipeline:
                 fresh = await task
                 if epoch != self.flush_epoch:
                     return  # a flush came after these scores were asked for
+                if isinstance(fresh, Scores):  # flagged scores are not cacheable
+                    for key in [k for k, j in storable.items() if j in fresh.flags]:
+                        del storable[key]
                 await self.cache.set_many(
                     {k: fresh[j] for k, j in storable.items()}, self.cache_ttl_s
                 )

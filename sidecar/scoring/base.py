@@ -57,6 +57,16 @@ class Scorer(Protocol):
     async def close(self) -> None: ...
 
 
+class Scores(list[float]):
+    """Scores that carry flags: what a scorer can say about single documents (the remote
+    scorer's peer could not load an image, so that score was made on text alone). A plain list
+    of floats means "no flags"; the pipeline flags these documents and does not cache them."""
+
+    def __init__(self, values: Sequence[float] = (), flags: Mapping[int, list[str]] | None = None):
+        super().__init__(values)
+        self.flags: dict[int, list[str]] = dict(flags or {})
+
+
 # Optional capabilities: a scorer has them or not, and callers check with isinstance.
 
 

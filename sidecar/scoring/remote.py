@@ -28,7 +28,7 @@ import httpx
 
 from sidecar.errors import Overloaded, ScoringFailed
 from sidecar.observability.logging import request_id
-from sidecar.scoring.base import ModelState
+from sidecar.scoring.base import ModelState, Scores
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -145,9 +145,10 @@ class RemoteScorer:
             for task in tasks:  # one request failed (or the caller gave up): stop the others
                 task.cancel()
             raise
-        scores: list[float] = []
+        scores = Scores()
         for i, (body, chunk) in enumerate(zip(bodies, chunks, strict=True)):
             scores.extend(self._scores(body, len(chunk), offset=i * step))
+            scores.flags.update(_peer_flags(body, len(chunk), offset=i * step))
         return scores
 
     def _query(self, query: Query) -> str | dict[str, str]:
@@ -244,3 +245,22 @@ def _media_type(data: bytes) -> str:
         if data.startswith(magic):
             return kind
     return "application/octet-stream"
+
+
+def _peer_flags(body: Mapping[str, Any], count: int, offset: int) -> dict[int, list[str]]:
+    """The peer's per-document flags (`meta.flags`, keyed by the document's index in the call),
+    re-keyed by the document's place in the whole window. A text-only score the peer made
+    because an image failed must not be cached as if the image had been seen."""
+    meta = body.get("meta")
+    raw = meta.get("flags") if isinstance(meta, Mapping) else None
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[int, list[str]] = {}
+    for key, flags in raw.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            continue
+        if 0 <= index < count and isinstance(flags, list) and flags:
+            out[offset + index] = [f"peer: {flag}" for flag in flags if isinstance(flag, str)]
+    return out

@@ -332,3 +332,65 @@ async def test_load_waits_for_a_peer_that_is_not_up_yet(minilm: MiniLMScorer) ->
     finally:
         await asyncio.to_thread(late.stop)
         await scorer.close()
+
+
+class ReadsImagesOnText:
+    """The real MiniLM on the text, declared image-reading, so the peer loads (and flags)
+    document images as a Lychee peer would."""
+
+    reads_images = True
+
+    def __init__(self, inner: MiniLMScorer) -> None:
+        self.inner, self.model_id, self.state = inner, inner.model_id, inner.state
+        self.score_identity = inner.score_identity + "+images"
+
+    async def load(self) -> None:
+        return None
+
+    async def score(self, query: Any, documents: Any, instruction: str, images: Any = None) -> Any:
+        return await self.inner.score(query, documents, instruction)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_the_peers_flags_come_back_and_keep_text_only_scores_out_of_the_cache(
+    minilm: MiniLMScorer,
+) -> None:
+    from sidecar.backends.embedded import EmbeddedBackend
+    from sidecar.cache.memory import MemoryCache
+    from sidecar.config import FieldMap
+    from sidecar.documents import make_document
+    from sidecar.pipeline import Pipeline
+    from sidecar.rules.store import RuleStore
+
+    image_peer = Peer(minilm)
+    image_peer.recorder.app = create_app(
+        make_settings(limits={"default_timeout_ms": 30_000}),
+        wait_for_model=True,
+        scorer=ReadsImagesOnText(minilm),
+    )
+    image_peer.start()
+    scorer = RemoteScorer(image_peer.url, timeout_s=30.0)
+    cache = MemoryCache()
+    front = Pipeline(EmbeddedBackend({}), scorer, cache, RuleStore(), FieldMap())
+    docs = [
+        make_document("ok", DOCS[0]),
+        # a private address: the peer refuses to fetch it and scores the text alone
+        make_document("private", DOCS[1], image_urls=["http://10.1.2.3/bag.png"]),
+    ]
+    try:
+        await scorer.load()
+        report = await front.score(
+            Query("tent"), docs, DEFAULT_INSTRUCTION, time.perf_counter() + 30
+        )
+        again = await front.score(
+            Query("tent"), docs, DEFAULT_INSTRUCTION, time.perf_counter() + 30
+        )
+    finally:
+        await scorer.close()
+        image_peer.stop()
+    assert report.status == "ok" and all(s is not None for s in report.scores)
+    assert 1 in report.flags and report.flags[1][0].startswith("peer: image_failed")
+    assert 0 not in report.flags
+    assert again.cache_hits == 1 and again.cache_misses == 1  # the flagged score was not cached
