@@ -100,6 +100,12 @@ async def _read_body(request: Request) -> dict[str, Any]:
             body = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidRequest(f"malformed JSON: {exc.msg} at {exc.pos}", field="body") from exc
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"the body is not UTF-8 (byte {exc.start})", field="body") from exc
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number; 10,000 levels deep
+            raise InvalidRequest(
+                f"unreadable JSON: {exc.__class__.__name__}", field="body"
+            ) from exc
     if not isinstance(body, dict):
         raise InvalidRequest("the search body must be a JSON object", field="body")
     try:

@@ -50,6 +50,21 @@ def test_surrogate_in_a_drop_in_body_is_the_engines_400(client: Any) -> None:
     assert r.json()["error"]["sidecar"]["field"] == "body"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"query": {"match": {"title": "\xff\xfe\xc3("}}}',  # not UTF-8
+        b"[" * 10_000 + b"]" * 10_000,  # deeper than the JSON parser recurses
+        b'{"size": ' + b"9" * 5000 + b"}",  # past Python's int-from-string digit limit
+    ],
+    ids=["not-utf8", "deep", "huge-int"],
+)
+def test_unreadable_drop_in_bodies_are_the_engines_400(client: Any, raw: bytes) -> None:
+    # found by python -m bench.faults: each of these answered 500
+    r = client.post("/products/_search", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["sidecar"]["field"] == "body"
+
+
 def test_plain_string_query_has_a_length_limit(client: Any) -> None:
     r = client.post("/search", json={"query": "a" * 5000})
     assert r.status_code == 422 and r.json()["field"] == "query"
