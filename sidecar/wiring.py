@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +70,20 @@ async def close_services(services: Services, *, close_scorer: bool = True) -> No
     await services.backend.close()
     if services.pipeline.images is not None:
         await services.pipeline.images.close()
+
+
+@asynccontextmanager
+async def loaded_services(settings: Settings) -> AsyncIterator[Services]:
+    """The parts with the model loaded (ConfigError when it cannot load), closed afterwards:
+    for commands and evaluation, which need every hit scored."""
+    services = build_services(settings)
+    try:
+        await services.scorer.load()
+        if not services.scorer.state.ready:
+            raise ConfigError(f"model did not load: {services.scorer.state.reason}")
+        yield services
+    finally:
+        await close_services(services)
 
 
 async def load_model(services: Services) -> None:

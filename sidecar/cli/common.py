@@ -1,10 +1,8 @@
 """What the commands share: the --config option, settings that fail as a clean CLI error, and
-the parts built, loaded and closed around a piece of work."""
+(from wiring) the parts built, loaded and closed around a piece of work."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +10,9 @@ import click
 
 from sidecar.config import Settings, load_settings
 from sidecar.errors import ConfigError
-from sidecar.services import Services
-from sidecar.wiring import build_services, close_services
+from sidecar.wiring import loaded_services
+
+__all__ = ["config_option", "loaded_services", "settings_from"]
 
 
 def config_option(help_text: str) -> Any:
@@ -31,16 +30,3 @@ def settings_from(config: Path | None) -> Settings:
         return load_settings(config)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from exc
-
-
-@asynccontextmanager
-async def loaded_services(settings: Settings) -> AsyncIterator[Services]:
-    """The parts with the model loaded (ConfigError when it cannot load), closed afterwards."""
-    services = build_services(settings)
-    try:
-        await services.scorer.load()
-        if not services.scorer.state.ready:
-            raise ConfigError(f"model did not load: {services.scorer.state.reason}")
-        yield services
-    finally:
-        await close_services(services)

@@ -15,7 +15,7 @@ from sidecar.evaluation import report as report_mod
 from sidecar.evaluation.data import Dataset
 from sidecar.evaluation.runner import EVAL_FIELDS, SEARCH_FIELDS, corpus_documents, evaluate
 from sidecar.services import Services
-from sidecar.wiring import build_services, close_services
+from sidecar.wiring import loaded_services
 
 
 async def run_eval(
@@ -27,8 +27,6 @@ async def run_eval(
 ) -> dict[str, Any]:
     """Evaluate `dataset`; `echo` gets progress notes, `show` the result table. ConfigError
     when the model does not load."""
-    from sidecar.errors import ConfigError
-
     # The corpus has its own fields (title, description): search and read those, on any engine.
     settings = settings.model_copy(
         update={
@@ -36,12 +34,8 @@ async def run_eval(
             "fields": EVAL_FIELDS,
         }
     )
-    services = build_services(settings)
-    try:
-        echo(f"loading model {services.scorer.model_id} ...")
-        await services.scorer.load()
-        if not services.scorer.state.ready:
-            raise ConfigError(f"model did not load: {services.scorer.state.reason}")
+    echo(f"loading the {settings.scorer.kind} model ...")
+    async with loaded_services(settings) as services:
         index = f"eval-{dataset.name.lower()}"
         await _index_corpus(services, index, dataset, echo)
         started = time.perf_counter()
@@ -76,8 +70,6 @@ async def run_eval(
         for path in report_mod.write(out, dataset.name, summary, results, meta):
             echo(f"wrote {path}")
         return summary
-    finally:
-        await close_services(services)
 
 
 async def _index_corpus(
