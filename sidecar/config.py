@@ -58,6 +58,8 @@ class EngineSettings(_Strict):
     # The sidecar searches with its own credentials, so this is the caller's boundary.
     allowed_indices: list[str] = []
     allow_scripts: bool = False  # drop-in bodies with scripts (script_score, runtime fields...)
+    # writes passed through to the engine (_bulk, _doc PUT/POST/DELETE, index creation...)
+    allow_writes: bool = False
 
     def index_allowed(self, index: str) -> bool:
         patterns = self.allowed_indices or [self.default_index]
@@ -124,6 +126,12 @@ class ImageSettings(_Strict):
     # one wait, not one per search. Deadline failures are not remembered.
     failure_cache_entries: int = Field(4096, gt=0)
     failure_ttl_s: float = Field(60.0, gt=0)
+    # A loaded image is reused for revalidate_s, then read again: a product image replaced behind
+    # the same URL is seen (and scored anew: the pair key holds the image's digest) within it.
+    revalidate_s: float = Field(300.0, gt=0)
+    # Revalidate with the host's ETag (If-None-Match; a 304 keeps the digest without a download).
+    # Only for hosts whose ETag changes whenever the image does.
+    trust_etag: bool = False
 
 
 class LimitSettings(_Strict):

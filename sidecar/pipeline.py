@@ -1,6 +1,6 @@
 """The request flow, top to bottom, and nothing else:
 
-    query -> backend.search -> documents.from_hits -> cache.get_many -> images -> scorer.score
+    query -> backend.search -> documents.from_hits -> images -> cache.get_many -> scorer.score
           -> cache.set_many -> rules.apply -> page
 
 A request carries one Deadline (sidecar.deadline), made when it starts and handed to every
@@ -47,15 +47,29 @@ log = logging.getLogger(__name__)
 IMAGE_SHARE = 0.5
 
 
+class LoadedImages(Protocol):
+    @property
+    def images(self) -> Mapping[str, Any]: ...
+
+    @property
+    def failures(self) -> Mapping[str, str]: ...
+
+    @property
+    def digests(self) -> Mapping[str, str]:
+        """What each loaded image's bytes hash to: the pair key's image part."""
+        ...
+
+
 class ImageLoader(Protocol):
     """Loads images for scorers that read them (sidecar.scoring.images implements it)."""
 
     async def load_many(
         self, refs: Sequence[str | bytes], deadline: float | None = None
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """(images by ref key, failure reason by ref key), by `deadline` (a perf_counter
-        instant): refs not loaded by then are failures. A URL or path is its own key; bytes (a
-        base64 query image) are keyed by `Query.image_hash`. Never raises for a bad ref."""
+    ) -> LoadedImages:
+        """(images, failure reasons, content digests), each by ref key, by `deadline` (a
+        perf_counter instant): refs not loaded by then are failures. A URL or path is its own
+        key; bytes (a base64 query image) are keyed by `Query.image_hash`. Never raises for a
+        bad ref."""
         ...
 
     def observe_with(self, observer: ImageObserver) -> None: ...
@@ -238,17 +252,25 @@ class Pipeline:
             return report
         epoch = self.flush_epoch
         identity = identity_of(self.scorer)
+        loaded: LoadedImages | None = None
+        text_only: set[int] = set()
+        if self.images is not None and self.scorer.reads_images:
+            # Before the cache: an image-reading scorer's key holds the images' content.
+            t_images = time.perf_counter()
+            loaded, text_only = await self._load_images(query, documents, report, deadline)
+            report.timings["images_ms"] = _ms(t_images, time.perf_counter())
+        query_key, content_keys = _content_keys(query, documents, loaded)
         keys = [
             pair_key(
                 self.cache_prefix,
                 self.scorer.model_id,
                 instruction,
-                query.cache_key,
+                query_key,
                 d.id,
-                d.content_hash,
+                content,
                 identity,
             )
-            for d in documents
+            for d, content in zip(documents, content_keys, strict=True)
         ]
         t0 = time.perf_counter()
         cached = await self._cache_get(keys, report)
@@ -267,14 +289,9 @@ class Pipeline:
             )
             return report
 
-        t1 = time.perf_counter()
-        images, text_only = await self._load_images(
-            query, [documents[i] for i in misses], report, misses, deadline
-        )
         t2 = time.perf_counter()
-        if self.images is not None and self.scorer.reads_images:
-            report.timings["images_ms"] = _ms(t1, t2)
-        flight = (tuple(keys[i] for i in misses), frozenset(text_only))
+        images = loaded.images if loaded is not None else None
+        flight = (tuple(keys[i] for i in misses), frozenset(text_only & set(misses)))
         task = self.flights.task(
             flight,
             lambda: self.scorer.score(query, [documents[i] for i in misses], instruction, images),
@@ -377,14 +394,13 @@ class Pipeline:
         query: Query,
         documents: Sequence[Document],
         report: ScoreReport,
-        positions: Sequence[int],
         deadline: Deadline,
-    ) -> tuple[dict[str, Any] | None, set[int]]:
+    ) -> tuple[LoadedImages, set[int]]:
         """Images for a scorer that reads them, within IMAGE_SHARE of the time left (the model
         needs the rest); documents whose image failed or came too late are flagged and returned
         by position so their text-only scores stay out of the cache."""
-        if self.images is None or not self.scorer.reads_images:
-            return None, set()
+        assert self.images is not None
+        positions = range(len(documents))
         refs: list[str | bytes] = [d.image_url for d in documents if d.image_url]
         if query.image_bytes is not None:
             refs.append(query.image_bytes)
@@ -392,7 +408,8 @@ class Pipeline:
             refs.append(query.image_url)
         budget = deadline.left() * IMAGE_SHARE
         report.timings["images_budget_ms"] = round(budget * 1000, 3)
-        images, failures = await self.images.load_many(refs, deadline=time.perf_counter() + budget)
+        loaded = await self.images.load_many(refs, deadline=time.perf_counter() + budget)
+        failures = loaded.failures
         text_only: set[int] = set()
         query_key = query.image_url or query.image_hash
         if query.has_image and query_key in failures:
@@ -406,7 +423,7 @@ class Pipeline:
             if doc.image_url and doc.image_url in failures:
                 report.flags.setdefault(pos, []).append(f"image_failed: {failures[doc.image_url]}")
                 text_only.add(pos)
-        return images, text_only
+        return loaded, text_only
 
     def _store_later(
         self, task: asyncio.Task[list[float]], storable: dict[str, int], epoch: int
@@ -433,6 +450,27 @@ class Pipeline:
         """Wait for late cache writes (shutdown, tests)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _content_keys(
+    query: Query, documents: Sequence[Document], loaded: LoadedImages | None
+) -> tuple[str, list[str]]:
+    """The query part and each document's part of the pair keys. For a scorer that reads images
+    here, an image counts by its content digest, not its URL (a replaced image is a miss); one
+    that could not be loaded has no digest, so its text-only score gets a key never stored."""
+    if loaded is None:
+        return query.cache_key, [d.content_hash for d in documents]
+
+    def image_part(ref: str | None) -> str:
+        if ref is None:
+            return ""
+        return loaded.digests.get(ref) or "unloaded:" + ref
+
+    query_image = query.image_hash if query.image_bytes is not None else image_part(query.image_url)
+    return (
+        f"{query.text}\x1f{query_image}",
+        [f"{d.content_hash}\x1f{image_part(d.image_url)}" for d in documents],
+    )
 
 
 def _degrade(report: ScoreReport, reason: str) -> None:

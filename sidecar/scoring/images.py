@@ -22,31 +22,35 @@ corrupt, forbidden, its own timeout) is remembered for `failure_ttl_s` in a boun
 so a dead image host costs one wait, not one per search; a remembered failure answers at once with
 its reason and " (remembered)". Failures caused by the request's deadline are not remembered.
 
-Known gap: the guard resolves the host, then httpx resolves it again to connect, so a DNS answer
-that changes in between (rebinding) is not caught; deploy behind an egress proxy where that matters.
+An image is known by its content: `load_many` also returns each image's digest (sha256 of its
+bytes), which the pipeline puts in the pair key, so a product image replaced behind the same URL
+is a cache miss, not its old score. A loaded image is reused for `revalidate_s`; after that it is
+fetched again (with `trust_etag`, revalidated with If-None-Match: a 304 keeps the digest without
+a download), so a replaced image is seen within `revalidate_s`.
+
+Connections go to the address the guard checked, resolved once (sidecar.scoring.url_guard).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
-import io
 import logging
 import time
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import urljoin
 
 import httpx
 from cachetools import LRUCache, TTLCache
 
+from sidecar.scoring import image_bytes
 from sidecar.scoring.url_guard import (
     ImageRefused,
-    check_destination,
+    check_url,
+    guarded_transport,
     has_control_character,
     short,
 )
@@ -85,6 +89,22 @@ class DeadlinePassed(ImageRefused):
         super().__init__(DEADLINE_PASSED)
 
 
+class Loaded(NamedTuple):
+    """What `load_many` gives back, each by ref key."""
+
+    images: dict[str, Image]
+    failures: dict[str, str]  # the reason, for each ref that could not be used
+    digests: dict[str, str]  # the content digest of each loaded image (the pair key's image part)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    image: Image
+    digest: str
+    etag: str | None  # the validator the host sent, used only with trust_etag
+    checked: float  # time.monotonic() of the last fetch or revalidation
+
+
 def bytes_key(data: bytes) -> str:
     """The key of an image given as bytes: the same as `Query.image_hash` for those bytes."""
     from sidecar.query import Query
@@ -108,20 +128,20 @@ class ImageLoader:
         self.resize_pixels = resize_pixels
         self.allow_hosts = {h.lower() for h in settings.allow_hosts}
         # Used from the event loop only (decoding threads return their image to it), so no lock.
-        self._cache: LRUCache[str, Image] = LRUCache(maxsize=settings.cache_entries)
+        self._cache: LRUCache[str, _Entry] = LRUCache(maxsize=settings.cache_entries)
         # Failed refs -> reason, for a while (the negative cache; event loop only as well).
         self._failed: TTLCache[str, str] = TTLCache(
             maxsize=settings.failure_cache_entries, ttl=settings.failure_ttl_s
         )
         # Tasks cancelled at a deadline that had not ended when load_many returned: held so they
         # are not garbage-collected while pending.
-        self._stragglers: set[asyncio.Task[Image]] = set()
+        self._stragglers: set[asyncio.Task[_Entry]] = set()
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.read_timeout_s, connect=settings.connect_timeout_s, pool=POOL_TIMEOUT_S
             ),
             follow_redirects=False,  # redirects are followed by hand, each hop through the guard
-            transport=transport,
+            transport=transport or guarded_transport(self.allow_hosts, CONCURRENCY * 2),
             trust_env=False,
         )
         self._limit = asyncio.Semaphore(CONCURRENCY)
@@ -131,15 +151,14 @@ class ImageLoader:
         """Report each image loaded (cache hits aside) and each failure with its reason."""
         self._observer = observer
 
-    async def load_many(
-        self, refs: Sequence[str | bytes], deadline: float | None = None
-    ) -> tuple[dict[str, Image], dict[str, str]]:
-        """Images by key and failure reasons by key; never raises for a bad ref. With a
-        `deadline` (a `time.perf_counter()` instant) it returns by then: refs not done are
-        failures `timeout: deadline passed`."""
+    async def load_many(self, refs: Sequence[str | bytes], deadline: float | None = None) -> Loaded:
+        """Images, failure reasons and content digests, by key; never raises for a bad ref.
+        With a `deadline` (a `time.perf_counter()` instant) it returns by then: refs not done
+        are failures `timeout: deadline passed`."""
         images: dict[str, Image] = {}
         failures: dict[str, str] = {}
-        pending: dict[asyncio.Task[Image], str] = {}
+        digests: dict[str, str] = {}
+        pending: dict[asyncio.Task[_Entry], str] = {}
         seen: set[str] = set()
         for ref in refs:
             try:
@@ -151,8 +170,8 @@ class ImageLoader:
                 continue
             seen.add(key)
             cached = self._cache_get(key)
-            if cached is not None:
-                images[key] = cached
+            if cached is not None and self._fresh(cached, ref):
+                images[key], digests[key] = cached.image, cached.digest
                 continue
             remembered = self._failed.get(_failure_key(key))
             if remembered is not None:
@@ -161,7 +180,7 @@ class ImageLoader:
             if deadline is not None and time.perf_counter() >= deadline:
                 self._fail(failures, key, DEADLINE_PASSED)
                 continue
-            pending[asyncio.create_task(self._load_one(ref, deadline))] = key
+            pending[asyncio.create_task(self._load_one(ref, deadline, cached))] = key
 
         if pending:
             timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
@@ -181,10 +200,11 @@ class ImageLoader:
                     continue
                 error = task.exception()
                 if error is None:
-                    images[key] = task.result()
+                    entry = task.result()
+                    images[key], digests[key] = entry.image, entry.digest
                     if self._observer is not None:
                         self._observer.fetched()
-                    self._cache_put(key, images[key])
+                    self._cache_put(key, entry)
                     continue
                 reason = str(error) if isinstance(error, ImageRefused) else _other(error)
                 if not isinstance(error, ImageRefused):
@@ -192,15 +212,22 @@ class ImageLoader:
                 if not isinstance(error, DeadlinePassed):
                     self._remember(key, reason)
                 self._fail(failures, key, reason)
-        return images, failures
+        return Loaded(images, failures, digests)
 
-    def _abandon(self, task: asyncio.Task[Image]) -> None:
+    def _fresh(self, entry: _Entry, ref: str | bytes) -> bool:
+        """Bytes are their own content; anything read from a URL or a file is read again after
+        revalidate_s, so a replaced image is not scored as the old one for long."""
+        if isinstance(ref, bytes) or ref.startswith("data:"):
+            return True
+        return time.monotonic() - entry.checked < self.settings.revalidate_s
+
+    def _abandon(self, task: asyncio.Task[_Entry]) -> None:
         """Cancel a load and hold it until it has wound down, without waiting for it."""
         task.cancel()
         self._stragglers.add(task)
         task.add_done_callback(self._wound_down)
 
-    def _wound_down(self, task: asyncio.Task[Image]) -> None:
+    def _wound_down(self, task: asyncio.Task[_Entry]) -> None:
         self._stragglers.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it as never retrieved
@@ -216,17 +243,22 @@ class ImageLoader:
             return
         self._failed[_failure_key(key)] = reason
 
-    async def _load_one(self, ref: str | bytes, deadline: float | None) -> Image:
+    async def _load_one(
+        self, ref: str | bytes, deadline: float | None, stale: _Entry | None
+    ) -> _Entry:
         async with self._limit:
-            return await self._load(ref, deadline)
+            return await self._load(ref, deadline, stale)
 
-    async def _load(self, ref: str | bytes, deadline: float | None = None) -> Image:
+    async def _load(
+        self, ref: str | bytes, deadline: float | None = None, stale: _Entry | None = None
+    ) -> _Entry:
+        etag: str | None = None
         if isinstance(ref, bytes):
             data = ref
             if len(data) > self.settings.max_bytes:
                 raise ImageRefused(f"too_large: {len(data)} bytes > {self.settings.max_bytes}")
         elif ref.startswith("data:"):
-            data = self._inline(ref)
+            data = await asyncio.to_thread(self._inline, ref)  # up to max_bytes of base64
         elif has_control_character(ref):
             raise ImageRefused("bad_url: contains a NUL or control character")
         elif ref.lower().startswith(("http://", "https://")):
@@ -235,28 +267,46 @@ class ImageLoader:
             if left is not None and left <= 0:
                 raise DeadlinePassed()
             limit = total if left is None else min(total, left)
+            validator = stale.etag if stale is not None and self.settings.trust_etag else None
             try:
-                data = await asyncio.wait_for(self._fetch(ref, deadline), timeout=limit)
+                fetched, etag = await asyncio.wait_for(
+                    self._fetch(ref, deadline, validator), timeout=limit
+                )
             except TimeoutError as exc:  # a slow drip that never trips the read timeout
                 if _near(deadline):
                     raise DeadlinePassed() from exc
                 raise ImageRefused(f"timeout: no full answer within {total:.1f} s") from exc
+            if fetched is None and stale is not None:  # 304: the image we hold is current
+                return replace(stale, checked=time.monotonic())
+            data = fetched or b""
         else:
             data = await asyncio.to_thread(self._read_local, ref)
-        return await asyncio.to_thread(self._decode, data)
+        image, digest = await asyncio.to_thread(self._decode_and_digest, data)
+        return _Entry(image, digest, etag, time.monotonic())
 
-    async def _fetch(self, url: str, deadline: float | None = None) -> bytes:
+    def _decode_and_digest(self, data: bytes) -> tuple[Image, str]:
+        return self._decode(data), image_bytes.content_digest(data)
+
+    async def _fetch(
+        self, url: str, deadline: float | None = None, validator: str | None = None
+    ) -> tuple[bytes | None, str | None]:
+        """(body, ETag) of an image URL; body None when `validator` still holds (304)."""
+        headers = {"If-None-Match": validator} if validator else {}
         for _ in range(MAX_REDIRECTS + 1):
-            await self._guard(url)
+            check_url(url)  # each hop; where it may connect is checked when it connects
             timeout = self._timeouts(deadline)
             try:
-                async with self._client.stream("GET", url, timeout=timeout) as response:
+                async with self._client.stream(
+                    "GET", url, timeout=timeout, headers=headers
+                ) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
+                    if response.status_code == 304 and validator:
+                        return None, validator
                     if response.status_code != 200:
                         raise ImageRefused(f"http_status: {response.status_code}")
-                    return await self._read_body(response)
+                    return await self._read_body(response), response.headers.get("etag")
             except httpx.TimeoutException as exc:
                 if _near(deadline):
                     raise DeadlinePassed() from exc
@@ -294,81 +344,20 @@ class ImageLoader:
                 raise ImageRefused(f"too_large: more than {limit} bytes")
         return bytes(body)
 
-    async def _guard(self, url: str) -> None:
-        await check_destination(url, self.allow_hosts)
-
     def _inline(self, ref: str) -> bytes:
-        """An uploaded image sent inline (`data:image/png;base64,...`), under the same type and
-        size limits as a fetched one."""
-        header, _, payload = ref.partition(",")
-        kind = header.removeprefix("data:").split(";")[0].strip().lower()
-        if not header.endswith(";base64"):
-            raise ImageRefused("bad_url: a data: image must be base64")
-        if kind not in self.settings.content_types:
-            raise ImageRefused(f"content_type: {kind or 'missing'} is not an allowed image type")
-        if len(payload) * 3 // 4 > self.settings.max_bytes:
-            raise ImageRefused(f"too_large: more than {self.settings.max_bytes} bytes")
-        try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ImageRefused("corrupt: the data: image is not valid base64") from exc
+        return image_bytes.inline(ref, self.settings.content_types, self.settings.max_bytes)
 
     def _read_local(self, ref: str) -> bytes:
-        relative = ref.removeprefix("file://") if ref.startswith("file://") else ref
-        if not relative or has_control_character(relative):
-            raise ImageRefused("bad_url: an empty path, or one with a NUL or control character")
-        try:
-            path = (self.local_root / relative).resolve()
-        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop
-            raise ImageRefused(f"bad_url: unusable path ({exc.__class__.__name__})") from exc
-        if not path.is_relative_to(self.local_root) or Path(relative).is_absolute():
-            raise ImageRefused("forbidden_path: outside the local image root")
-        try:
-            size = path.stat().st_size
-            if size > self.settings.max_bytes:
-                raise ImageRefused(f"too_large: {size} bytes > {self.settings.max_bytes}")
-            return path.read_bytes()
-        except OSError as exc:
-            raise ImageRefused(f"missing: {relative}") from exc
+        return image_bytes.read_local(ref, self.local_root, self.settings.max_bytes)
 
     def _decode(self, data: bytes) -> Image:
-        from PIL import Image, UnidentifiedImageError
+        return image_bytes.decode(data, self.settings.max_pixels, self.resize_pixels)
 
-        try:
-            with warnings.catch_warnings():  # the pixel limit below is ours to enforce
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                opened = Image.open(io.BytesIO(data))
-            width, height = opened.size
-            if width * height > self.settings.max_pixels:  # before decoding: bombs stop here
-                raise ImageRefused(
-                    f"too_many_pixels: {width}x{height} > {self.settings.max_pixels} pixels"
-                )
-            opened.load()
-            image = opened.convert("RGB")
-        except ImageRefused:
-            raise
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise ImageRefused(f"corrupt: {exc.__class__.__name__}") from exc
-        except Image.DecompressionBombError as exc:
-            raise ImageRefused("too_many_pixels: decompression bomb") from exc
-        return self._shrink(image)
-
-    def _shrink(self, image: Image) -> Image:
-        """Down-size to the scorer's pixel budget so cached images stay small; the model's own
-        resize then has little left to do."""
-        if not self.resize_pixels:
-            return image
-        width, height = image.size
-        if width * height <= self.resize_pixels:
-            return image
-        scale = (self.resize_pixels / (width * height)) ** 0.5
-        return image.resize((max(28, int(width * scale)), max(28, int(height * scale))))
-
-    def _cache_get(self, key: str) -> Image | None:
+    def _cache_get(self, key: str) -> _Entry | None:
         return self._cache.get(key)  # a hit refreshes the LRU order
 
-    def _cache_put(self, key: str, image: Image) -> None:
-        self._cache[key] = image  # evicts the least recently used when full
+    def _cache_put(self, key: str, entry: _Entry) -> None:
+        self._cache[key] = entry  # evicts the least recently used when full
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -1,9 +1,14 @@
-"""The SSRF guard of the image loader: which URLs may be fetched at all.
+"""The SSRF guard of the image loader: which URLs may be fetched at all, and where they connect.
 
 A URL must be well formed http(s) (a port in 1-65535, a valid host name or IP literal, no NUL or
 control character), and its host must not resolve to a loopback, private, link-local (cloud
 metadata), multicast, reserved or unspecified address, nor to an IPv6 form that carries one
 (mapped, 6to4, NAT64, Teredo), unless the host is allowlisted.
+
+The name is resolved once, when the connection is opened, and the connection goes to the address
+that was checked (`guarded_transport`): a DNS answer that changes between the check and the
+connect (rebinding) cannot slip a private address past the guard. TLS still verifies the
+certificate against the host name, not the address.
 """
 
 from __future__ import annotations
@@ -11,29 +16,47 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 
 class ImageRefused(Exception):
     """An image that cannot be used; the message is the flag's reason."""
 
 
-async def check_destination(url: str, allow_hosts: Collection[str]) -> None:
-    """Refuse (ImageRefused) a malformed URL, or one whose host resolves to a forbidden address,
-    unless the host is allowlisted."""
+async def check_destination(url: str, allow_hosts: Collection[str]) -> str:
+    """The address a connection for `url` would go to, or ImageRefused: the URL is malformed,
+    or its host resolves to a forbidden address and is not allowlisted."""
     host, port = check_url(url)
-    if host in allow_hosts:
-        return
+    return checked_address(host, await resolve(host, port), allow_hosts)
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (the one resolution a connection makes)."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise ImageRefused(f"unresolvable: {host}") from exc
-    for info in infos:
+    return [str(info[4][0]) for info in infos]
+
+
+def checked_address(host: str, addresses: Iterable[str], allow_hosts: Collection[str]) -> str:
+    """The address to connect to: the first one `host` resolved to, once every one of them has
+    passed the guard (an allowlisted host passes as it is)."""
+    found = list(addresses)
+    if not found:
+        raise ImageRefused(f"unresolvable: {host}")
+    if host.lower() in allow_hosts:
+        return found[0]
+    for text in found:
         try:
-            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            address = ipaddress.ip_address(text.split("%")[0])
         except ValueError as exc:
-            raise ImageRefused(f"unresolvable: {host} gave {info[4][0]!r}") from exc
+            raise ImageRefused(f"unresolvable: {host} gave {text!r}") from exc
         if forbidden(address):
             carried = [str(a) for a in embedded_ipv4(address) if forbidden(a)]
             raise ImageRefused(
@@ -41,6 +64,60 @@ async def check_destination(url: str, allow_hosts: Collection[str]) -> None:
                 + (f" (which carries {', '.join(carried)}) " if carried else " ")
                 + "(loopback/private/link-local; allowlist the host in images.allow_hosts)"
             )
+    return found[0]
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Opens each connection to the address the guard checked, resolving the name only once."""
+
+    def __init__(self, allow_hosts: Collection[str]) -> None:
+        self._allow_hosts = allow_hosts
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await asyncio.wait_for(resolve(host, port), timeout)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} took over {timeout} s") from exc
+        address = checked_address(host, addresses, self._allow_hosts)
+        return await self._inner.connect_tcp(
+            address, port, timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise ImageRefused("bad_url: unix sockets are not fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, allow_hosts: Collection[str], max_connections: int) -> None:
+        super().__init__()
+        # httpx takes no network backend, so its pool is rebuilt around ours (same defaults).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=5.0,
+            network_backend=_GuardedBackend(allow_hosts),
+        )
+
+
+def guarded_transport(
+    allow_hosts: Collection[str], max_connections: int = 32
+) -> httpx.AsyncBaseTransport:
+    """An httpx transport whose connections go only where the guard allows."""
+    return _GuardedTransport({h.lower() for h in allow_hosts}, max_connections)
 
 
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: the last 32 bits

@@ -21,6 +21,7 @@ from sidecar.config import ImageSettings
 from sidecar.demo import DEMO_DIR
 from sidecar.query import Query
 from sidecar.scoring.images import ImageLoader, bytes_key
+from sidecar.scoring.url_guard import check_destination
 
 
 def png(size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
@@ -34,6 +35,8 @@ BOMB = png((3000, 3000), "L")  # 9 Mpx that compress to a few KB
 
 
 class Handler(BaseHTTPRequestHandler):
+    swap: bytes = b""
+    not_modified = 0
     hits: dict[str, int] = {}  # noqa: RUF012 - shared counter, the test server is tiny
 
     def do_GET(self) -> None:
@@ -48,7 +51,24 @@ class Handler(BaseHTTPRequestHandler):
             "/bomb.png": (200, "image/png", BOMB),
             "/missing.png": (404, "text/plain", b"no"),
         }
-        if path == "/slow.png":
+        if path == "/swap.png":  # whatever image the test put there last
+            self._send(200, "image/png", Handler.swap)
+        elif path == "/etag.png":  # a validator the host keeps while the image stays
+            tag = '"v1"'
+            if self.headers.get("If-None-Match") == tag:
+                Handler.not_modified += 1
+                self.send_response(304)
+                self.send_header("ETag", tag)
+                self.end_headers()
+            else:
+                body = GOOD
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("ETag", tag)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        elif path == "/slow.png":
             time.sleep(1.5)
             self._send(200, "image/png", GOOD)
         elif path == "/sleep.png":  # far beyond any deadline a test sets
@@ -121,7 +141,7 @@ def loader(allow: bool = True, **overrides: object) -> ImageLoader:
 
 async def one(images: ImageLoader, ref: str | bytes) -> tuple[Image.Image | None, str | None]:
     try:
-        found, failures = await images.load_many([ref])
+        found, failures, _ = await images.load_many([ref])
     finally:
         await images.close()
     key = bytes_key(ref) if isinstance(ref, bytes) else ref
@@ -148,7 +168,7 @@ async def test_loopback_is_refused_unless_allowlisted(server: str) -> None:
 
 async def test_metadata_and_private_addresses_are_refused() -> None:
     images = loader(allow=False)
-    found, failures = await images.load_many(
+    found, failures, _ = await images.load_many(
         [
             "http://169.254.169.254/latest/meta-data",
             "http://100.100.100.200/latest/meta-data",
@@ -214,7 +234,7 @@ async def test_redirects_are_followed_through_the_guard(server: str) -> None:
 
 async def test_local_catalog_paths_resolve_under_the_root_only() -> None:
     images = loader()
-    found, failures = await images.load_many(
+    found, failures, _ = await images.load_many(
         ["images/p00001.png", "../catalog.jsonl", "/etc/passwd", "images/nope.png"]
     )
     await images.close()
@@ -226,7 +246,7 @@ async def test_local_catalog_paths_resolve_under_the_root_only() -> None:
 
 async def test_query_bytes_are_keyed_by_the_query_image_hash() -> None:
     images = loader()
-    found, failures = await images.load_many([GOOD, b"not an image"])
+    found, failures, _ = await images.load_many([GOOD, b"not an image"])
     await images.close()
     assert Query(text="", image_bytes=GOOD).image_hash in found
     assert failures[Query(text="", image_bytes=b"not an image").image_hash].startswith("corrupt")
@@ -248,7 +268,7 @@ async def test_decoded_images_are_cached_and_bounded(server: str) -> None:
 async def test_images_are_shrunk_to_the_scorer_budget(tmp_path: Path) -> None:
     (tmp_path / "big.png").write_bytes(png((1000, 800)))
     images = ImageLoader(ImageSettings(), local_root=tmp_path, resize_pixels=64 * 28 * 28)
-    found, _ = await images.load_many(["big.png"])
+    found, _, _ = await images.load_many(["big.png"])
     await images.close()
     width, height = found["big.png"].size
     assert width * height <= 64 * 28 * 28
@@ -256,10 +276,10 @@ async def test_images_are_shrunk_to_the_scorer_budget(tmp_path: Path) -> None:
 
 
 async def test_public_addresses_pass_the_guard() -> None:
-    images = loader(allow=False)
-    await images._guard("http://93.184.216.34/a.png")  # an IP literal: no DNS needed
-    await images._guard("https://[2606:2800:220:1:248:1893:25c8:1946]/a.png")
-    await images.close()
+    # IP literals: no DNS needed; the address returned is the one a connection goes to
+    assert await check_destination("http://93.184.216.34/a.png", set()) == "93.184.216.34"
+    v6 = "2606:2800:220:1:248:1893:25c8:1946"
+    assert await check_destination(f"https://[{v6}]/a.png", set()) == v6
 
 
 async def test_inline_data_images_are_decoded_under_the_same_limits() -> None:
@@ -317,7 +337,7 @@ MALFORMED = [
 async def test_malformed_refs_are_failures_not_exceptions(allow_hosts: list[str]) -> None:
     images = loader(allow_hosts=allow_hosts)  # allowlisted hosts are checked as well
     try:
-        found, failures = await images.load_many(MALFORMED)
+        found, failures, _ = await images.load_many(MALFORMED)
     finally:
         await images.close()
     assert not found
@@ -335,7 +355,7 @@ async def test_an_unexpected_error_is_that_refs_failure_only(server: str) -> Non
 
     images._decode = explode  # type: ignore[method-assign]
     try:
-        found, failures = await images.load_many([f"{server}/ok.png?explode", "images/nope.png"])
+        found, failures, _ = await images.load_many([f"{server}/ok.png?explode", "images/nope.png"])
     finally:
         await images.close()
     assert not found
@@ -348,13 +368,15 @@ async def test_the_deadline_bounds_a_slow_host(server: str) -> None:
     slow, fast = f"{server}/sleep.png?deadline", f"{server}/ok.png?deadline"
     started = time.perf_counter()
     try:
-        found, failures = await images.load_many([slow, fast], deadline=time.perf_counter() + 0.3)
+        found, failures, _ = await images.load_many(
+            [slow, fast], deadline=time.perf_counter() + 0.3
+        )
         elapsed = time.perf_counter() - started
         assert failures == {slow: "timeout: deadline passed"}
         assert set(found) == {fast}
         assert elapsed < 4.0  # well before the server's 5 s sleep ends
         # The deadline was the request's, not the host's fault: not remembered.
-        _, again = await images.load_many([slow], deadline=time.perf_counter() + 0.2)
+        _, again, _ = await images.load_many([slow], deadline=time.perf_counter() + 0.2)
         assert again == {slow: "timeout: deadline passed"}
     finally:
         await images.close()
@@ -364,7 +386,7 @@ async def test_a_deadline_already_passed_fetches_nothing(server: str) -> None:
     images = loader()
     url = f"{server}/ok.png?late"
     try:
-        _, failures = await images.load_many([url], deadline=time.perf_counter() - 1.0)
+        _, failures, _ = await images.load_many([url], deadline=time.perf_counter() - 1.0)
     finally:
         await images.close()
     assert failures == {url: "timeout: deadline passed"}
@@ -375,9 +397,9 @@ async def test_a_failed_fetch_is_remembered(server: str) -> None:
     images = loader()
     url = f"{server}/missing.png?remember"
     try:
-        _, first = await images.load_many([url])
+        _, first, _ = await images.load_many([url])
         started = time.perf_counter()
-        _, second = await images.load_many([url], deadline=time.perf_counter() + 5.0)
+        _, second, _ = await images.load_many([url], deadline=time.perf_counter() + 5.0)
         elapsed = time.perf_counter() - started
     finally:
         await images.close()
@@ -391,10 +413,10 @@ async def test_a_fetch_timeout_is_remembered_until_its_ttl(server: str) -> None:
     images = loader(failure_ttl_s=0.5)
     url = f"{server}/slow.png?remember"
     try:
-        _, first = await images.load_many([url])
-        _, second = await images.load_many([url])
+        _, first, _ = await images.load_many([url])
+        _, second, _ = await images.load_many([url])
         await asyncio.sleep(0.6)  # past the TTL: forgotten, fetched again
-        _, third = await images.load_many([url])
+        _, third, _ = await images.load_many([url])
     finally:
         await images.close()
     assert first[url].startswith("timeout: ") and "deadline" not in first[url]
@@ -424,5 +446,85 @@ async def test_ipv6_forms_of_forbidden_ipv4_are_refused(address: str, carried: s
 
 async def test_ipv6_forms_of_public_ipv4_pass_the_guard() -> None:
     images = loader(allow=False)
-    await images._guard("http://[2002:808:808::]/a.png")  # 6to4 of 8.8.8.8
+    await check_destination("http://[2002:808:808::]/a.png", set())  # 6to4 of 8.8.8.8
     await images.close()
+
+
+async def test_an_image_is_known_by_its_content_and_read_again_after_revalidate_s(
+    server: str,
+) -> None:
+    """A product image replaced behind the same URL gets a new digest (the pair key's image
+    part) once revalidate_s has passed; within it the loaded image is reused."""
+    images = loader(revalidate_s=0.2)
+    url = f"{server}/swap.png?content"
+    Handler.swap = png((10, 10))
+    _, _, before = await images.load_many([url])
+    Handler.swap = png((12, 12))
+    _, _, within = await images.load_many([url])
+    assert within[url] == before[url]  # reused, not fetched again
+    await asyncio.sleep(0.3)
+    found, _, after = await images.load_many([url])
+    assert after[url] != before[url] and found[url].size == (12, 12)
+    await images.close()
+
+
+async def test_trusted_etags_revalidate_without_downloading(server: str) -> None:
+    images = loader(revalidate_s=0.05, trust_etag=True)
+    url = f"{server}/etag.png?trusted"
+    _, _, first = await images.load_many([url])
+    await asyncio.sleep(0.1)
+    seen = Handler.not_modified
+    found, failures, again = await images.load_many([url])
+    assert Handler.not_modified == seen + 1  # asked with If-None-Match, answered 304
+    assert again == first and url in found and not failures
+    await images.close()
+
+
+async def test_untrusted_etags_are_not_sent(server: str) -> None:
+    images = loader(revalidate_s=0.05)
+    url = f"{server}/etag.png?untrusted"
+    await images.load_many([url])
+    await asyncio.sleep(0.1)
+    seen = Handler.not_modified
+    await images.load_many([url])
+    assert Handler.not_modified == seen  # fetched in full again
+    await images.close()
+
+
+async def test_a_connection_goes_to_the_address_the_guard_checked(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name is resolved once, by the guard, and the connection uses that
+    answer. `rebind.invalid` resolves nowhere for anyone else, so fetching it at all shows that
+    nothing resolved it a second time."""
+    from sidecar.scoring import url_guard
+
+    answers: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        answers.append(host)
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(url_guard, "resolve", resolve)
+    port = server.rsplit(":", 1)[1]
+    images = loader(allow_hosts=["rebind.invalid"])
+    found, failures, _ = await images.load_many([f"http://rebind.invalid:{port}/ok.png?pin"])
+    assert not failures and len(found) == 1
+    assert answers == ["rebind.invalid"]
+    await images.close()
+
+
+async def test_a_name_that_resolves_to_a_private_address_is_refused_at_connect(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sidecar.scoring import url_guard
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(url_guard, "resolve", resolve)
+    port = server.rsplit(":", 1)[1]
+    before = Handler.hits.get("/ok.png?private", 0)
+    _, failure = await one(loader(allow=False), f"http://shop.invalid:{port}/ok.png?private")
+    assert failure is not None and failure.startswith("forbidden_address: shop.invalid"), failure
+    assert Handler.hits.get("/ok.png?private", 0) == before  # never reached

@@ -63,3 +63,36 @@ def test_slow_images_are_cut_by_the_deadline_flagged_and_not_cached(
     assert first.timings["images_budget_ms"] < 1000  # a share of the request's second
     # the text-only score of the slow product was not cached; the fast one's was
     assert second.report.cache_hits == 1 and second.report.cache_misses == 1
+
+
+def test_a_replaced_image_behind_the_same_url_is_a_cache_miss(
+    server: str, minilm: MiniLMScorer
+) -> None:
+    """The pair key holds the image's content: new bytes at the old URL are scored anew."""
+    from tests.unit.test_images import Handler, png
+
+    docs = [{"id": "p1", "title": "Hiking boots", "image_url": f"{server}/swap.png?key"}]
+    backend = EmbeddedBackend({"title": 1.0})
+    backend.add_index("products", docs)
+    images = loader(revalidate_s=0.2)
+    pipeline = Pipeline(
+        backend, ReadsImages(minilm), MemoryCache(), RuleStore(), FieldMap(), images=images
+    )
+    params = SearchParams(index="products", query=Query("hiking boots"), timeout_s=5.0)
+
+    async def run() -> list[Any]:
+        try:
+            Handler.swap = png((10, 10))
+            first = await pipeline.search(params)
+            same = await pipeline.search(params)
+            Handler.swap = png((14, 14))
+            await asyncio.sleep(0.3)  # past revalidate_s: the image is read again
+            replaced = await pipeline.search(params)
+            return [first, same, replaced]
+        finally:
+            await images.close()
+
+    first, same, replaced = asyncio.run(run())
+    assert first.report.cache_misses == 1
+    assert same.report.cache_hits == 1
+    assert replaced.report.cache_misses == 1 and replaced.report.cache_hits == 0
