@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # Images may use at most this share of the time left when they start: the model needs the rest.
 IMAGE_SHARE = 0.5
+# The cache read may use at most this share of the time left: a slow Redis costs the request its
+# cached scores (read as misses), not its deadline.
+CACHE_SHARE = 0.25
 
 
 class LoadedImages(Protocol):
@@ -100,7 +103,7 @@ class ScoreReport:
     reason: str = ""
     cache_hits: int = 0
     cache_misses: int = 0
-    cache_status: str = "ok"  # ok | unavailable | disabled
+    cache_status: str = "ok"  # ok | unavailable | timeout (read cut at its budget) | disabled
     flags: dict[int, list[str]] = field(default_factory=dict)  # document position -> flags
     timings: dict[str, float] = field(default_factory=dict)
     error: Exception | None = None  # what the scorer raised, for routes that must not degrade
@@ -273,7 +276,7 @@ class Pipeline:
             for d, content in zip(documents, content_keys, strict=True)
         ]
         t0 = time.perf_counter()
-        cached = await self._cache_get(keys, report)
+        cached = await self._cache_get(keys, report, deadline)
         report.timings["cache_get_ms"] = _ms(t0, time.perf_counter())
         report.scores = list(cached)
         misses = [i for i, s in enumerate(cached) if s is None]
@@ -326,7 +329,7 @@ class Pipeline:
             storable.pop(keys[misses[j]], None)
         t3 = time.perf_counter()
         if epoch == self.flush_epoch:
-            await self._cache_set({key: fresh[j] for key, j in storable.items()}, report)
+            await self._cache_set({key: fresh[j] for key, j in storable.items()}, report, deadline)
         report.timings["cache_set_ms"] = _ms(t3, time.perf_counter())
         return report
 
@@ -372,19 +375,33 @@ class Pipeline:
                 field="query.text",
             )
 
-    async def _cache_get(self, keys: list[str], report: ScoreReport) -> list[float | None]:
+    async def _cache_get(
+        self, keys: list[str], report: ScoreReport, deadline: Deadline
+    ) -> list[float | None]:
+        budget = deadline.left() * CACHE_SHARE
+        report.timings["cache_budget_ms"] = round(budget * 1000, 3)
         try:
-            return await self.cache.get_many(keys)
+            return await asyncio.wait_for(self.cache.get_many(keys), timeout=max(budget, 0.001))
+        except TimeoutError:
+            report.cache_status = "timeout"
+            log.warning("cache read cut at its %.0f ms budget", budget * 1000)
         except CacheUnavailable as exc:
             report.cache_status = "unavailable"
             log.warning("cache unavailable on read: %s", exc)
-            return [None] * len(keys)
+        return [None] * len(keys)
 
-    async def _cache_set(self, items: dict[str, float], report: ScoreReport) -> None:
+    async def _cache_set(
+        self, items: dict[str, float], report: ScoreReport, deadline: Deadline
+    ) -> None:
+        """Write within what is left of the deadline; a write that needs longer goes on in the
+        background (its scores are still good), so the answer is not held for it."""
         if report.cache_status == "unavailable" or not items:
             return
+        write = asyncio.create_task(self.cache.set_many(items, self.cache_ttl_s))
         try:
-            await self.cache.set_many(items, self.cache_ttl_s)
+            await asyncio.wait_for(asyncio.shield(write), timeout=max(deadline.left(), 0.001))
+        except TimeoutError:
+            self._hold(write)
         except CacheUnavailable as exc:
             report.cache_status = "unavailable"
             log.warning("cache unavailable on write: %s", exc)
@@ -442,9 +459,13 @@ class Pipeline:
             except Exception:  # a late write is best effort by design
                 log.info("late cache write skipped", exc_info=True)
 
-        background = asyncio.create_task(store())
-        self._background.add(background)
-        background.add_done_callback(self._background.discard)
+        self._hold(asyncio.create_task(store()))
+
+    def _hold(self, task: asyncio.Task[Any]) -> None:
+        """Keep a background write referenced until it ends; its failure is only logged."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
 
     async def drain(self) -> None:
         """Wait for late cache writes (shutdown, tests)."""
@@ -471,6 +492,11 @@ def _content_keys(
         f"{query.text}\x1f{query_image}",
         [f"{d.content_hash}\x1f{image_part(d.image_url)}" for d in documents],
     )
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.info("background cache write failed: %s", task.exception())
 
 
 def _degrade(report: ScoreReport, reason: str) -> None:

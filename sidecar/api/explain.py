@@ -8,7 +8,6 @@ helps, negative when it hurts. Cheap and model-agnostic; it explains the model, 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import parse_query, timeout_s
 from sidecar.api.models import Body, QueryObject, QueryText
+from sidecar.deadline import Deadline
 from sidecar.documents import Document, make_document
 from sidecar.rules.engine import band_of
 
@@ -97,7 +97,9 @@ def variants(product: ExplainProduct) -> tuple[list[Document], list[tuple[str, i
 @router.post("/api/explain", response_model=ExplainResponse)
 async def explain(body: ExplainRequest, services: ServicesDep) -> dict[str, Any]:
     query = parse_query(body.query, services.normalizer)
-    deadline = time.perf_counter() + timeout_s(body.timeout_ms, services)
+    # no engine order to fall back on: the rerank routes' budget, as /api/rerank and /v1/rerank
+    rerank_ms = services.settings.limits.rerank_timeout_ms
+    deadline = Deadline.after(timeout_s(body.timeout_ms, services, rerank_ms))
     documents, removed = variants(body.product)
     instruction = body.instruction or services.settings.scorer.instruction
     report = await services.pipeline.rerank(query, documents, instruction, deadline)
