@@ -65,7 +65,11 @@ def create_app(
     metrics = Metrics()  # per app: several apps in one process keep separate numbers
     app = FastAPI(title="rerank sidecar", version=_version(), lifespan=lifespan)
     app.state.metrics = metrics
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.limits.max_body_bytes,
+        read_timeout_s=settings.limits.body_read_timeout_s,
+    )
     # added last, so outermost: a refused body still gets a request id, a log line, metrics
     app.add_middleware(RequestMiddleware, metrics=metrics, log_queries=settings.log_queries)
     app.include_router(metrics_api.router)

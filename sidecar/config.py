@@ -149,6 +149,10 @@ class LimitSettings(_Strict):
     engine_share: float = Field(0.6, gt=0, lt=1)
     # the largest request body read at all (413 above it): a 16 MiB base64 query image fits
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    # Slow clients are cut: the request line and headers must arrive within header_read_timeout_s
+    # of the connection (or of the previous answer), the body within body_read_timeout_s (408).
+    header_read_timeout_s: float = Field(10.0, gt=0)
+    body_read_timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _window_fits(self) -> LimitSettings:

@@ -101,6 +101,12 @@ class Overloaded(SidecarError):
     code = "overloaded"
 
 
+class RequestTimeout(SidecarError):
+    """The client did not send its whole request body in time (limits.body_read_timeout_s)."""
+
+    code = "request_timeout"
+
+
 class ConfigError(SidecarError):
     """Configuration or a rules file does not validate."""
 
@@ -122,6 +128,7 @@ STATUS: tuple[tuple[type[SidecarError], int], ...] = (
     (ScoringFailed, 503),
     (ModelNotReady, 503),
     (Overloaded, 429),
+    (RequestTimeout, 408),
     (ConfigError, 500),
 )
 

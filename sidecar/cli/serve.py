@@ -16,6 +16,7 @@ def _serve(config: Path | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from sidecar.app import create_app
+    from sidecar.cli.slow_clients import http_protocol
     from sidecar.observability import logging as json_logs
 
     json_logs.configure()  # JSON lines on stderr, request id on every line
@@ -34,6 +35,7 @@ def _serve(config: Path | None, host: str | None, port: int | None) -> None:
         log_level="info",
         log_config=json_logs.uvicorn_log_config(),
         access_log=False,  # the request middleware writes one JSON line per request
+        http=http_protocol(settings.limits.header_read_timeout_s),
     )
 
 
