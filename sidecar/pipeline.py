@@ -173,12 +173,13 @@ class Pipeline:
         deadline = Deadline(started + p.timeout_s)
         rules = p.rules or self.rules.current
         self._check_modalities(p.query)
+        query = await _decoded(p.query)
         fetch = max(p.window, p.offset + p.size)  # beyond the window the engine order continues
         engine_timeout = deadline.left() * self.engine_share
         try:
             result = await asyncio.wait_for(
                 self.backend.search(
-                    p.index, p.query.text or None, p.filters, fetch, engine_timeout, p.raw_query
+                    p.index, query.text or None, p.filters, fetch, engine_timeout, p.raw_query
                 ),
                 timeout=engine_timeout + 0.05,
             )
@@ -192,7 +193,7 @@ class Pipeline:
         documents = docs_mod.from_hits(window_hits, self.field_map)
         t_docs = time.perf_counter()
 
-        report = await self.score(p.query, documents, p.instruction, deadline)
+        report = await self.score(query, documents, p.instruction, deadline)
         t_scored = time.perf_counter()
 
         candidates = [
@@ -205,7 +206,7 @@ class Pipeline:
             )
             for i, (hit, doc) in enumerate(zip(window_hits, documents, strict=True))
         ]
-        outcome = apply(rules.rules, candidates, p.query.text)
+        outcome = apply(rules.rules, candidates, query.text)
         # engine_rank is the hit's position in the window: ids need not be unique there
         ordered = [
             PageHit(
@@ -253,6 +254,7 @@ class Pipeline:
         report = ScoreReport(scores=[None] * len(documents))
         if not documents:
             return report
+        query = await _decoded(query)
         epoch = self.flush_epoch
         identity = identity_of(self.scorer)
         loaded: LoadedImages | None = None
@@ -492,6 +494,11 @@ def _content_keys(
         f"{query.text}\x1f{query_image}",
         [f"{d.content_hash}\x1f{image_part(d.image_url)}" for d in documents],
     )
+
+
+async def _decoded(query: Query) -> Query:
+    """The query with a large base64 image decoded, in a worker thread (not on the loop)."""
+    return await asyncio.to_thread(query.decoded) if query.pending else query
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -12,11 +12,13 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from sidecar.errors import InvalidRequest
 
+# base64 images longer than this are decoded by the pipeline in a worker thread (Query.decoded)
+DECODE_LATER = 256 * 1024
 _LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
 _WORD = re.compile(r"\S+")
 
@@ -28,13 +30,35 @@ class Query:
     text: str
     image_url: str | None = None
     image_bytes: bytes | None = None
+    # A large base64 image not decoded yet: decoding 16 MiB takes ~150 ms, so the pipeline
+    # calls `decoded()` in a worker thread instead of blocking the event loop with it.
+    image_base64: str | None = None
 
     @property
     def has_image(self) -> bool:
-        return self.image_url is not None or self.image_bytes is not None
+        return (
+            self.image_url is not None
+            or self.image_bytes is not None
+            or self.image_base64 is not None
+        )
+
+    @property
+    def pending(self) -> bool:
+        return self.image_base64 is not None
+
+    def decoded(self) -> Query:
+        """This query with its base64 image decoded and hashed (InvalidRequest if it is not
+        base64): the slow part, for a worker thread."""
+        if self.image_base64 is None:
+            return self
+        query = replace(self, image_bytes=_decode_base64(self.image_base64), image_base64=None)
+        _ = query.image_hash  # hashed here too, off the event loop
+        return query
 
     @cached_property  # once per request: hashing a 12 MiB upload per document blocked the loop
     def image_hash(self) -> str:
+        if self.image_base64 is not None:  # a key without the image would mix up queries
+            raise RuntimeError("Query.image_hash before Query.decoded()")
         if self.image_bytes is not None:
             return "b64:" + hashlib.sha256(self.image_bytes).hexdigest()[:32]
         if self.image_url is not None:
@@ -72,17 +96,21 @@ class Normalizer:
     ) -> Query:
         """Build a Query, or raise InvalidRequest naming the field."""
         clean = self.text(text or "")
-        image_bytes = _decode_base64(image_base64) if image_base64 else None
+        pending = image_base64 if image_base64 and len(image_base64) > DECODE_LATER else None
+        image_bytes = _decode_base64(image_base64) if image_base64 and not pending else None
         if image_url is not None and not image_url.strip():
             raise InvalidRequest("image_url is empty", field="query.image_url")
-        if image_url and image_bytes is not None:
+        if image_url and (image_bytes is not None or pending):
             raise InvalidRequest(
                 "give the query image as image_url or image_base64, not both", field="query"
             )
-        if not clean and image_url is None and image_bytes is None:
+        if not clean and image_url is None and image_bytes is None and not pending:
             raise InvalidRequest("query is empty: give text, an image, or both", field="query")
         return Query(
-            text=clean, image_url=image_url.strip() if image_url else None, image_bytes=image_bytes
+            text=clean,
+            image_url=image_url.strip() if image_url else None,
+            image_bytes=image_bytes,
+            image_base64=pending,
         )
 
 

@@ -65,6 +65,20 @@ def test_unreadable_drop_in_bodies_are_the_engines_400(client: Any, raw: bytes) 
     assert r.status_code == 400 and r.json()["error"]["sidecar"]["field"] == "body"
 
 
+@pytest.mark.parametrize("route", ["/search", "/api/rerank"])
+def test_a_large_image_that_is_not_base64_is_a_422_naming_the_field(
+    client: Any, route: str
+) -> None:
+    """Large images are decoded by the pipeline in a worker thread; its refusal is the same 422."""
+    query = {"text": "boots", "image_base64": "%" * 300_000}
+    body: dict[str, Any] = {"query": query}
+    if route == "/api/rerank":
+        body["documents"] = ["Waterproof hiking boots"]
+    r = client.post(route, json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "query.image_base64"
+
+
 def test_plain_string_query_has_a_length_limit(client: Any) -> None:
     r = client.post("/search", json={"query": "a" * 5000})
     assert r.status_code == 422 and r.json()["field"] == "query"
@@ -176,6 +190,25 @@ BODIES = {
     "/v1/rerank": st.fixed_dictionaries(
         {"query": _query, "documents": st.one_of(_documents, _json)},
         optional={"model": _json, "top_n": _json, "return_documents": _json},
+    ),
+    "/v2/rerank": st.fixed_dictionaries(
+        {"query": _query, "documents": st.one_of(st.lists(_text, max_size=4), _json)},
+        optional={
+            "model": _json,
+            "top_n": _json,
+            "max_tokens_per_doc": st.one_of(st.integers(-5, 5), _json),
+            "relevant_spans": _json,
+            "priority": _json,
+        },
+    ),
+    "/rerank": st.fixed_dictionaries(
+        {"query": _query, "texts": st.one_of(st.lists(_text, max_size=4), _json)},
+        optional={
+            "raw_scores": _json,
+            "return_text": _json,
+            "truncate": _json,
+            "truncation_direction": st.one_of(st.sampled_from(["left", "Right"]), _json),
+        },
     ),
     "/api/explain": st.fixed_dictionaries(
         {
