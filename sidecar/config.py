@@ -86,6 +86,9 @@ class CacheSettings(_Strict):
     breaker_failures: int = Field(3, ge=1)  # Redis errors within breaker_window_s that open it
     breaker_window_s: float = Field(10.0, gt=0)
     breaker_cooldown_s: float = Field(5.0, gt=0)
+    # Redis: document embeddings (the CPU bi-encoder's) are shared by every replica, so a new one
+    # does not encode again what another already did (float16, 768 bytes per product)
+    share_embeddings: bool = True
 
 
 class ScorerSettings(_Strict):

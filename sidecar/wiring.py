@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sidecar.backends.base import ListsDocuments, SearchBackend
 from sidecar.backends.embedded import EmbeddedBackend
-from sidecar.cache.base import ScoreCache
+from sidecar.cache.base import HoldsBytes, ScoreCache
 from sidecar.cache.memory import MemoryCache, NoCache
 from sidecar.config import Settings
 from sidecar.documents import from_hit
@@ -20,7 +20,7 @@ from sidecar.errors import ConfigError
 from sidecar.pipeline import Pipeline
 from sidecar.query import Normalizer
 from sidecar.rules.store import RuleStore
-from sidecar.scoring.base import FetchesImagesRemotely, Scorer, WarmsDocuments
+from sidecar.scoring.base import FetchesImagesRemotely, Scorer, SharesEmbeddings, WarmsDocuments
 from sidecar.services import Services
 
 if TYPE_CHECKING:
@@ -33,7 +33,14 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
     """Every long-lived part for `settings`; `scorer` shares an already built model."""
     backend = build_backend(settings)
     cache = build_cache(settings)
-    scorer = scorer or build_scorer(settings)
+    if scorer is None:  # a scorer passed in is shared, and belongs to whoever passed it
+        scorer = build_scorer(settings)
+        if (
+            settings.cache.share_embeddings
+            and isinstance(cache, HoldsBytes)
+            and isinstance(scorer, SharesEmbeddings)
+        ):
+            scorer.share_embeddings(cache, settings.cache.prefix, settings.cache.ttl_s)
     rules = RuleStore(settings.rules.path)
     pipeline = Pipeline(
         backend,
@@ -108,7 +115,11 @@ async def warm_catalog(services: Services, load: asyncio.Task[None]) -> None:
     def report(done: int) -> None:
         progress["done"] = done
 
+    sharer = scorer if isinstance(scorer, SharesEmbeddings) else None
+    unshared = await sharer.read_shared(documents) if sharer else []  # what replicas encoded
     await asyncio.to_thread(scorer.warm_documents, documents, progress=report)
+    if sharer is not None:
+        sharer.share(unshared)
     progress["state"] = "done"
     log.info("catalog warm-up done", extra={"documents": len(documents)})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class CacheUnavailable(Exception):
@@ -32,3 +32,18 @@ class ScoreCache(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class HoldsBytes(Protocol):
+    """A cache shared by replicas that also holds byte values under its own keys: document
+    embeddings (sidecar.scoring.shared_embeddings), so a new replica does not encode again what
+    another already did. Redis has it; the in-process cache has no one to share with."""
+
+    async def get_bytes(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values for `keys`, None where missing. Raises CacheUnavailable."""
+        ...
+
+    async def set_bytes(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        """Store values with a time to live. Raises CacheUnavailable."""
+        ...

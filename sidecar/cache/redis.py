@@ -157,6 +157,25 @@ class RedisCache:
                 pipe.set(key, repr(float(score)), ex=ttl_s)
             await pipe.execute()
 
+    async def get_bytes(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        async with self._attempt():
+            if self.target.mode == "cluster":
+                raw = await self._client.mget_nonatomic(list(keys))
+            else:
+                raw = await self._client.mget(list(keys))
+        return [v if isinstance(v, bytes) else None for v in raw]
+
+    async def set_bytes(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        if not items:
+            return
+        async with self._attempt():
+            pipe = self._client.pipeline(transaction=False)
+            for key, value in items.items():
+                pipe.set(key, value, ex=ttl_s)
+            await pipe.execute()
+
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every key under `prefix` (SCAN, then UNLINK in batches); the number deleted.
         Raises CacheUnavailable when Redis cannot be reached."""

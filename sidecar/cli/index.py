@@ -39,6 +39,12 @@ from sidecar.demo import CATALOG_PATH
 @click.option("--replicas", type=int, default=None, help="number_of_replicas (template: 0)")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
+@click.option(
+    "--embed",
+    is_flag=True,
+    help="also encode every product once and share the embeddings in Redis (cache.kind: redis), "
+    "so replicas meet them warm",
+)
 def index_command(
     config: Path | None,
     engine: str | None,
@@ -50,10 +56,12 @@ def index_command(
     replicas: int | None,
     batch_size: int,
     progress: bool,
+    embed: bool,
 ) -> None:
     """Create the product index and bulk-load a JSONL catalog, reporting refused documents."""
+    settings = settings_from(config)
     ok = _load(
-        settings_from(config),
+        settings,
         engine,
         url,
         catalog,
@@ -64,8 +72,35 @@ def index_command(
         batch_size,
         progress,
     )
+    if embed:
+        _embed(settings, catalog or CATALOG_PATH, progress)
     if not ok:
         sys.exit(1)
+
+
+def _embed(settings: Settings, catalog: Path, progress: bool) -> None:
+    import asyncio
+
+    from tqdm import tqdm
+
+    from sidecar.errors import ConfigError
+    from sidecar.operations.embed import embed_catalog
+
+    with tqdm(desc="embedding catalog", unit="doc", disable=not progress) as bar:
+
+        def moved(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            report = asyncio.run(embed_catalog(settings, catalog, moved))
+        except ConfigError as exc:
+            raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"embeddings: {report.encoded} encoded, {report.found} already shared, of "
+        f"{report.total} products, in {report.seconds:.1f} s",
+        err=True,
+    )
 
 
 def _load(

