@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from sidecar.scoring.base import Batched
+from sidecar.scoring.base import Batched, SharesEmbeddings
 
 if TYPE_CHECKING:
     from sidecar.pipeline import SearchOutcome
@@ -311,6 +311,22 @@ def _model_families(services: Services) -> Iterator[Any]:
     )
     ready.add_metric([scorer.model_id], 1.0 if scorer.state.ready else 0.0)
     yield ready
+    embeddings = scorer.embedding_stats() if isinstance(scorer, SharesEmbeddings) else {}
+    if embeddings:  # replicas share document embeddings through the cache
+        family = CounterMetricFamily(
+            "sidecar_shared_embeddings",
+            "Document embeddings read from the shared cache (another replica's, or earlier) "
+            "and written to it.",
+            labels=["result"],
+        )
+        family.add_metric(["read"], float(embeddings["read"]))
+        family.add_metric(["written"], float(embeddings["written"]))
+        yield family
+        encoded = CounterMetricFamily(
+            "sidecar_documents_encoded", "Documents this replica encoded itself."
+        )
+        encoded.add_metric([], float(embeddings["encoded"]))
+        yield encoded
     if not isinstance(scorer, Batched) or scorer.batcher is None:
         return
     stats = scorer.batcher.stats

@@ -98,6 +98,10 @@ class SharesEmbeddings(Protocol):
         """Share the embeddings of these keys (encoded here since), in the background."""
         ...
 
+    def embedding_stats(self) -> Mapping[str, int]:
+        """read, written (shared cache) and encoded (here); empty when not sharing."""
+        ...
+
 
 @runtime_checkable
 class WarmsDocuments(Protocol):

@@ -172,6 +172,15 @@ class MiniLMScorer:
                 self._docs[key] = vector
         return [k for k in missing if k not in found]
 
+    def embedding_stats(self) -> Mapping[str, int]:
+        if self.shared is None:
+            return {}
+        return {
+            "read": self.shared.read,
+            "written": self.shared.written,
+            "encoded": self.encoded_documents,
+        }
+
     def share(self, keys: Sequence[str]) -> None:
         if self.shared is None or not keys:
             return

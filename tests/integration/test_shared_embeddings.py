@@ -60,5 +60,8 @@ def test_a_new_replica_reads_the_embeddings_another_encoded(redis_url: str) -> N
         assert body["rerank_status"] == "ok" and body["cache"]["hits"] == 0
         assert b.encoded_documents == 0
         assert b.shared.read >= 900
+        metrics = second.get("/metrics").text  # what the on-call engineer sees
+        assert 'sidecar_shared_embeddings_total{result="read"}' in metrics
+        assert "sidecar_documents_encoded_total 0.0" in metrics
     finally:
         second.__exit__(None, None, None)
