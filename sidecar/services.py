@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.backends.base import SearchBackend
+from sidecar.backends.passthrough import EngineProxy
 from sidecar.cache.base import ScoreCache
 from sidecar.config import Settings
 from sidecar.pipeline import Pipeline, SearchParams
@@ -27,6 +28,8 @@ class Services:
     rules: RuleStore
     pipeline: Pipeline
     normalizer: Normalizer
+    # what the drop-in forwards unchanged (Elasticsearch/OpenSearch); None on the embedded engine
+    proxy: EngineProxy | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     # background encoding of the embedded catalog: state none|running|done, done, total
     warmup: dict[str, Any] = field(default_factory=lambda: {"state": "none"})

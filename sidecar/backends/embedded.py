@@ -3,6 +3,10 @@
 Fields named in `search_fields` are analysed with English stemming and searched with their
 boosts; every scalar field is also indexed for filters (strings as exact keywords, numbers and
 booleans as fast fields), mirroring a keyword/numeric mapping in Elasticsearch.
+
+For the drop-in demo it also answers a read-only subset of Elasticsearch's API in its shapes:
+cluster info (`GET /`), count, get by id (and many ids), the mapping, index existence and
+cluster health (`EmbeddedBackend.info`, `count`, `get`, `mapping`, `exists`, `health`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +24,27 @@ import tantivy
 from tantivy import FieldType, Occur, Query
 
 from sidecar.backends.base import Filter, Hit, RangeFilter, SearchResult, TermFilter
+from sidecar.backends.cjk import cjk_runs, spaced
 from sidecar.errors import BadQuery, InvalidRequest, NotFound
 
 _RAW = "__raw"  # suffix of the exact-match twin of a string field
 _POS = "_pos"  # stored position of the document: ids in a catalog need not be unique
 # The query parser treats these as syntax; shoppers' text is never syntax.
 _SYNTAX = re.compile(r"[^\w\s]", re.UNICODE)
+# Chinese, Japanese and Korean text has no spaces between words: to the English analyzer a
+# run like "复古风牛仔外套" is one token, so no query but the whole run finds it. Each searched
+# field therefore has a CJK twin (`title__cjk`) holding its CJK runs cut by tantivy's n-gram
+# tokenizer into single characters and pairs ("复", "复古", "古", "古风", ...), and a query with
+# CJK text also matches those n-grams there (an OR of them, best field wins, as Elasticsearch's
+# best_fields). Chosen over jieba (a dictionary segmenter) by measurement on the demo's Chinese
+# families (python -m bench.chinese_queries --compare): every tokenization found every relevant
+# product within the rerank window of 100; precision@10 of the first stage was 0.77 for
+# characters + pairs, 0.71 for pairs alone, 0.81 for jieba, but jieba costs 70 MB, a 1-2 s
+# dictionary load, a dependency unreleased since 2020, and it misses what its dictionary does
+# not know (brands, new product words), which n-grams cannot miss.
+_CJK = "__cjk"  # suffix of the CJK twin of a searched field
+_CJK_TOKENIZER = "cjk_ngram"
+_CJK_ANALYZER = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.ngram(1, 2, False)).build()
 
 
 class EmbeddedIndex:
@@ -39,12 +60,16 @@ class EmbeddedIndex:
         self._types = _infer_types(docs)
         self._schema = self._build_schema()
         self._index = tantivy.Index(self._schema)
+        self._index.register_tokenizer(_CJK_TOKENIZER, _CJK_ANALYZER)
         self._ids: list[str] = []
         self._sources: list[Mapping[str, Any]] = []
+        self._by_id: dict[str, int] = {}  # id -> position of its first document
         writer = self._index.writer(heap_size=50_000_000, num_threads=1)
         for position, doc in enumerate(docs):
-            self._ids.append(str(doc.get(id_field, position)))
+            doc_id = str(doc.get(id_field, position))
+            self._ids.append(doc_id)
             self._sources.append(doc)
+            self._by_id.setdefault(doc_id, position)
             writer.add_document(self._to_tantivy(position, doc))
         writer.commit()
         writer.wait_merging_threads()
@@ -59,11 +84,30 @@ class EmbeddedIndex:
             for i, src in zip(self._ids, self._sources, strict=True)
         ]
 
+    def source(self, doc_id: str) -> Mapping[str, Any] | None:
+        """The `_source` of the (first) document with this id; None when there is none."""
+        position = self._by_id.get(doc_id)
+        return None if position is None else self._sources[position]
+
+    def properties(self) -> dict[str, Any]:
+        """The index's fields as an Elasticsearch mapping's `properties`: searched fields are
+        analysed `text`, other strings `keyword`, numbers `long`/`double`, `boolean`."""
+        out: dict[str, Any] = {}
+        for name, kind in sorted(self._types.items()):
+            if name in self.search_fields:
+                out[name] = {"type": "text", "analyzer": "english"}
+            else:
+                out[name] = {"type": _MAPPING_TYPES[kind]}
+        for name in self.search_fields:
+            out.setdefault(name, {"type": "text", "analyzer": "english"})
+        return out
+
     def _build_schema(self) -> tantivy.Schema:
         builder = tantivy.SchemaBuilder()
         builder.add_integer_field(_POS, stored=True, indexed=False, fast=False)
         for name in self.search_fields:
             builder.add_text_field(name, stored=False, tokenizer_name="en_stem")
+            builder.add_text_field(name + _CJK, stored=False, tokenizer_name=_CJK_TOKENIZER)
         for name, kind in self._types.items():
             if kind == "str":
                 builder.add_text_field(name + _RAW, stored=False, tokenizer_name="raw")
@@ -80,7 +124,9 @@ class EmbeddedIndex:
         out.add_integer(_POS, position)
         for name in self.search_fields:
             for text in _texts(doc.get(name)):
-                out.add_text(name, text)
+                out.add_text(name, spaced(text))  # "苹果iPhone15": "iphone15" is a word too
+                for run in cjk_runs(text):  # one value per run: no n-gram spans two runs
+                    out.add_text(name + _CJK, run)
         for name, kind in self._types.items():
             for value in _values(doc.get(name)):
                 if kind == "str":
@@ -123,7 +169,23 @@ class EmbeddedIndex:
 
     def _text_query(self, text: str) -> Query:
         fields = list(self.search_fields)
-        return self._index.parse_query(text, fields, field_boosts=self.search_fields)
+        query = self._index.parse_query(text, fields, field_boosts=self.search_fields)
+        runs = cjk_runs(text)
+        grams = list(dict.fromkeys(g for run in runs for g in _CJK_ANALYZER.analyze(run)))
+        if not grams:
+            return query
+        per_field = [
+            Query.boost_query(
+                Query.boolean_query(
+                    [(Occur.Should, Query.term_query(self._schema, name + _CJK, g)) for g in grams]
+                ),
+                boost,
+            )
+            for name, boost in self.search_fields.items()
+        ]
+        return Query.boolean_query(
+            [(Occur.Should, query), (Occur.Should, Query.disjunction_max_query(per_field))]
+        )
 
     def _filter_query(self, flt: Filter) -> Query:
         name = flt.field
@@ -220,6 +282,105 @@ class EmbeddedBackend:
 
     async def close(self) -> None:
         self._indexes.clear()
+
+    # -- the read-only Elasticsearch subset of the drop-in demo ------------------------------
+
+    def info(self, major: int = 8) -> dict[str, Any]:
+        """`GET /` as Elasticsearch answers it (clients read `version.number`); `major` is the
+        version the caller's client asked to be compatible with."""
+        return {
+            "name": "rerank-sidecar",
+            "cluster_name": "rerank-sidecar-embedded",
+            "cluster_uuid": _CLUSTER_UUID,
+            "version": {
+                "number": f"{major}.0.0",
+                "build_flavor": "default",
+                "build_type": "embedded",
+                "build_hash": "tantivy",
+                "build_date": "1970-01-01T00:00:00.000Z",
+                "build_snapshot": False,
+                "lucene_version": f"tantivy {_package_version('tantivy')}",
+                "minimum_wire_compatibility_version": f"{major - 1}.17.0",
+                "minimum_index_compatibility_version": f"{major - 1}.0.0",
+            },
+            "tagline": "You Know, for Search",
+        }
+
+    def health(self) -> dict[str, Any]:
+        """`GET /_cluster/health`: one node, always green."""
+        shards = len(self._indexes)
+        return {
+            "cluster_name": "rerank-sidecar-embedded",
+            "status": "green",
+            "timed_out": False,
+            "number_of_nodes": 1,
+            "number_of_data_nodes": 1,
+            "active_primary_shards": shards,
+            "active_shards": shards,
+            "relocating_shards": 0,
+            "initializing_shards": 0,
+            "unassigned_shards": 0,
+            "delayed_unassigned_shards": 0,
+            "number_of_pending_tasks": 0,
+            "number_of_in_flight_fetch": 0,
+            "task_max_waiting_in_queue_millis": 0,
+            "active_shards_percent_as_number": 100.0,
+        }
+
+    def exists(self, index: str) -> bool:
+        return all(name in self._indexes for name in index.split(","))
+
+    def count(self, index: str, text: str | None) -> dict[str, Any]:
+        """`_count` of the documents matching the query text (all of them without one)."""
+        found = self._index(index)
+        total = len(found) if not (text or "").strip() else found.search(text, (), 1).total
+        return {"count": total, "_shards": dict(ONE_SHARD)}
+
+    def get(self, index: str, doc_id: str) -> dict[str, Any]:
+        """`GET /{index}/_doc/{id}`: the document with `found: true`, or `found: false`."""
+        source = self._index(index).source(doc_id)
+        if source is None:
+            return {"_index": index, "_id": doc_id, "found": False}
+        return {
+            "_index": index,
+            "_id": doc_id,
+            "_version": 1,
+            "_seq_no": 0,
+            "_primary_term": 1,
+            "found": True,
+            "_source": dict(source),
+        }
+
+    def mapping(self, index: str) -> dict[str, Any]:
+        """`GET /{index}/_mapping` (a comma list of names too)."""
+        return {
+            name: {"mappings": {"properties": self._index(name).properties()}}
+            for name in index.split(",")
+        }
+
+    def _index(self, name: str) -> EmbeddedIndex:
+        found = self._indexes.get(name)
+        if found is None:
+            raise NotFound(
+                f"no such index [{name}]",
+                field="index",
+                engine_error="index_not_found_exception",
+                known=sorted(self._indexes),
+            )
+        return found
+
+
+ONE_SHARD = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+_MAPPING_TYPES = {"str": "keyword", "int": "long", "float": "double", "bool": "boolean"}
+# One stable cluster id, as a real cluster keeps its own (22 characters like Elasticsearch's).
+_CLUSTER_UUID = uuid.uuid5(uuid.NAMESPACE_URL, "rerank-sidecar/embedded").hex[:22]
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

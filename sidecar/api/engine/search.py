@@ -1,44 +1,39 @@
-"""The drop-in endpoint: `POST|GET /{index}/_search` (and `/_search`) in the engine's own shape.
+"""`POST|GET /{index}/_search` (and `/_search`): one search body reranked, answered in the
+engine's shape.
 
-A gateway switches to the sidecar by changing only the engine URL it calls. The body is an
-ordinary search body; it runs on the engine with `size` raised to the rerank window, the window
-is reranked, and the answer has the engine's shape (`took`, `timed_out`, `_shards`,
-`hits.total`, `hits.max_score`, `hits.hits[]` with `_score` = the final score) plus `_rerank` on
-every hit and a top-level `rerank` key. Rerank parameters come in `ext.rerank`
+The body runs on the engine with `size` raised to the rerank window, the window is reranked,
+and the answer has the engine's shape (`took`, `timed_out`, `_shards`, `hits.total`,
+`hits.max_score`, `hits.hits[]` with `_score` = the final score) plus `_rerank` on every hit
+and a top-level `rerank` key. Rerank parameters come in `ext.rerank`
 ({query, window, rules, instruction, timeout_ms, user_key}); without `ext.rerank.query` the text
-is read from the first match/multi_match-like clause of the query (never under `must_not`).
+is read from the first match/multi_match/query_string-like clause (never under `must_not`).
+URL parameters are read as the engines read them (`q=` is a URI search; see `url_params`).
 
-A body that sorts by anything but `_score` is answered in the engine's order (reranking would
-undo the sort) with `rerank.status: skipped`. Errors use the engine's error shape,
-`{"error": {"root_cause", "type", "reason", "sidecar": {...}}, "status": N}`, with the sidecar's
-statuses except that a malformed body or parameter is 400, as the engines answer it.
+Kept in the engine's order: a body sorted by anything but `_score` (reranking would undo the
+sort; `rerank.status: skipped`); and sent on to the engine unchanged, its answer streamed back:
+a later page (`search_after`), a point-in-time search (`pit`, whose pages must continue each
+other) and a scroll search (`?scroll=`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from sidecar.api.deps import ServicesDep
+from sidecar.api.engine import url_params
+from sidecar.api.engine.forward import engine_json, forward
+from sidecar.api.engine.wire import WireError, plain_wire, read_json, wire_for
 from sidecar.api.mapping import allowed_index, refuse_scripts, search_params
 from sidecar.api.models import SearchRequest, refuse_uncarriable
 from sidecar.api.source_filter import source_entry
-from sidecar.errors import (
-    BadQuery,
-    EngineTimeout,
-    Forbidden,
-    InvalidRequest,
-    NotFound,
-    SidecarError,
-    status_for,
-)
+from sidecar.errors import InvalidRequest, SidecarError
 from sidecar.observability.middleware import remember_search
 from sidecar.pipeline import PageHit, SearchOutcome
 from sidecar.services import Services
@@ -47,7 +42,8 @@ router = APIRouter()
 
 # Clauses whose text is the shopper's query: {field: text | {query: text}} or {query: text}.
 _FIELD_CLAUSES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
-_QUERY_CLAUSES = ("multi_match", "combined_fields")
+_QUERY_CLAUSES = ("multi_match", "combined_fields", "query_string", "simple_query_string")
+_SYNTAX_CLAUSES = ("query_string", "simple_query_string")
 _RERANK_KEYS = {"query", "window", "rules", "instruction", "timeout_ms", "user_key"}
 # Where search_params names a field of /search, the drop-in caller wrote another.
 _FIELD_NAMES = {
@@ -58,67 +54,86 @@ _FIELD_NAMES = {
     "query": "ext.rerank.query",
     "raw_query": "query",
 }
-_ONE_SHARD = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+ONE_SHARD = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+# Field prefixes, operators and syntax of a query_string: not what the shopper meant.
+_EXCLUDED = re.compile(r"(?:^|(?<=\s))[-!]\S+|\bNOT\s+\S+")
+_FIELD_PREFIX = re.compile(r"(?<![\w.])[\w.*]+:(?=\S)")
+_OPERATORS = re.compile(r"\b(AND|OR|NOT|TO)\b|&&|\|\|")
+_QS_SYNTAX = re.compile(r"[+\-!(){}\[\]^\"~*?\\/<>=|&]")
 
 
 @router.api_route("/_search", methods=["GET", "POST"], include_in_schema=False)
-async def default_index_search(request: Request, services: ServicesDep) -> JSONResponse:
+async def default_index_search(request: Request, services: ServicesDep) -> Response:
     """`/_search` without an index searches the configured default index."""
-    return await _answer(services.settings.engine.default_index, request, services)
+    return await _route(None, request, services)
 
 
 @router.api_route("/{index}/_search", methods=["GET", "POST"])
-async def engine_search(index: str, request: Request, services: ServicesDep) -> JSONResponse:
-    return await _answer(index, request, services)
+async def engine_search(index: str, request: Request, services: ServicesDep) -> Response:
+    return await _route(index, request, services)
 
 
-async def _answer(index: str, request: Request, services: ServicesDep) -> JSONResponse:
-    started = time.perf_counter()
+async def _route(index: str | None, request: Request, services: Services) -> Response:
     try:
-        allowed_index(index, services)  # before the body is read: the caller's boundary
-        body = await _read_body(request)
-        refuse_scripts(body, services)
-        if _sorted_by_field(body):
-            return JSONResponse(await _engine_order(index, body, services, started))
-        request_body, source_spec = to_search_request(index, body, services)
-        try:
-            params = search_params(request_body, services)
-        except InvalidRequest as exc:
-            raise _renamed(exc) from exc
-        outcome = await services.pipeline.search(params)
-        remember_search(request, outcome, params.query.text)  # metrics and the log line
+        wire = wire_for(request, services)
+    except WireError as exc:
+        return plain_wire(services).refusal(exc)
+    target = index if index is not None else services.settings.engine.default_index
+    params = request.query_params
+    try:
+        allowed_index(target, services)  # before the body is read: the caller's boundary
+        raw = await request.body()
+        body = search_body(read_json(raw))
+        if engine_paged(body, params):
+            refuse_scripts(body, services)
+            # a point in time names its indices itself; otherwise the path must name one
+            path = None if index is not None or "pit" in body else _search_path(target)
+            return await forward(request, services, raw, path)
+        body = url_params.into_body(params, body, request.url.path)
+        answer = await search_answer(target, body, services, request)
+        return wire.respond(url_params.shape_answer(answer, params))
     except SidecarError as exc:
-        return engine_error(exc, index)
-    return JSONResponse(render(outcome, index, source_spec, services))
+        return wire.error(exc, target)
 
 
-async def _read_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    body: Any = {}
-    if raw.strip():
-        try:
-            body = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"malformed JSON: {exc.msg} at {exc.pos}", field="body") from exc
-        except UnicodeDecodeError as exc:
-            raise InvalidRequest(f"the body is not UTF-8 (byte {exc.start})", field="body") from exc
-        except (ValueError, RecursionError) as exc:  # a 5,000-digit number; 10,000 levels deep
-            raise InvalidRequest(
-                f"unreadable JSON: {exc.__class__.__name__}", field="body"
-            ) from exc
+def search_body(body: Any) -> dict[str, Any]:
+    """The search body as a dict (an empty body is `{}`), checked for what no engine carries."""
+    if body is None:
+        return {}
     if not isinstance(body, dict):
         raise InvalidRequest("the search body must be a JSON object", field="body")
     try:
         refuse_uncarriable(body)
     except ValueError as exc:
         raise InvalidRequest(f"body: {exc}", field="body") from None
-    for name in ("from", "size"):  # the engines accept these as URL parameters too
-        if name in request.query_params and name not in body:
-            value = request.query_params[name]
-            if not value.isdigit():
-                raise InvalidRequest(f"{name} must be a non-negative integer", field=name)
-            body[name] = int(value)
     return body
+
+
+def engine_paged(body: Mapping[str, Any], params: Mapping[str, str]) -> str | None:
+    """Why this search must keep the engine's own paging, or None: a later `search_after`
+    page, a point in time, a scroll."""
+    for key in ("search_after", "pit"):
+        if body.get(key) is not None:
+            return key
+    return "scroll" if "scroll" in params else None
+
+
+async def search_answer(
+    index: str, body: dict[str, Any], services: Services, request: Request | None = None
+) -> dict[str, Any]:
+    """The reranked (or, for a field sort, engine-ordered) answer to one search body."""
+    refuse_scripts(body, services)
+    if _sorted_by_field(body):
+        return await _engine_order(index, body, services, request)
+    request_body, source_spec = to_search_request(index, body, services)
+    try:
+        params = search_params(request_body, services)
+    except InvalidRequest as exc:
+        raise _renamed(exc) from exc
+    outcome = await services.pipeline.search(params)
+    if request is not None:
+        remember_search(request, outcome, params.query.text)  # metrics and the log line
+    return render(outcome, index, source_spec, services)
 
 
 def to_search_request(
@@ -135,13 +150,13 @@ def to_search_request(
         text = find_query_text(engine_body.get("query"))
     if not isinstance(text, str) or not text.strip():
         raise InvalidRequest(
-            "no query text to rerank with: give ext.rerank.query, or a match or multi_match "
-            "clause in the query",
+            "no query text to rerank with: give ext.rerank.query, or a match, multi_match or "
+            "query_string clause in the query (or q= in the URL)",
             field="ext.rerank.query",
         )
     raw_query: dict[str, Any] | None = engine_body
     if services.backend.name == "embedded":
-        _check_embedded(engine_body)
+        check_embedded(engine_body)
         raw_query = None
     try:
         request_body = SearchRequest.model_validate(
@@ -186,7 +201,8 @@ def _pop_rerank(engine_body: dict[str, Any]) -> dict[str, Any]:
 
 
 def find_query_text(node: Any) -> str | None:
-    """The text of the first match/multi_match-like clause, depth first, outside `must_not`."""
+    """The text of the first match/multi_match/query_string-like clause, depth first, outside
+    `must_not` (a query_string without its field prefixes and operators)."""
     if isinstance(node, list):
         for item in node:
             found = find_query_text(item)
@@ -197,8 +213,11 @@ def find_query_text(node: Any) -> str | None:
         return None
     for key, value in node.items():
         if key in _QUERY_CLAUSES and isinstance(value, dict):
-            if isinstance(value.get("query"), str) and value["query"].strip():
-                return str(value["query"])
+            text = value.get("query")
+            if isinstance(text, str) and key in _SYNTAX_CLAUSES:
+                text = plain_text(text)
+            if isinstance(text, str) and text.strip():
+                return text
         elif key in _FIELD_CLAUSES and isinstance(value, dict):
             for spec in value.values():
                 text = spec.get("query") if isinstance(spec, dict) else spec
@@ -211,7 +230,15 @@ def find_query_text(node: Any) -> str | None:
     return None
 
 
-def _check_embedded(engine_body: Mapping[str, Any]) -> None:
+def plain_text(query_string: str) -> str:
+    """A query_string's words: `title:boots AND brand:"Trail Peak" -socks` -> `boots Trail
+    Peak` (excluded terms are not what the shopper wants)."""
+    text = _FIELD_PREFIX.sub(" ", _EXCLUDED.sub(" ", query_string))
+    text = _OPERATORS.sub(" ", text)
+    return " ".join(_QS_SYNTAX.sub(" ", text).split())
+
+
+def check_embedded(engine_body: Mapping[str, Any]) -> None:
     """The embedded engine runs query text, not DSL: accept only bodies that mean just that."""
     query = engine_body.get("query")
     plain = query is None or (
@@ -219,11 +246,12 @@ def _check_embedded(engine_body: Mapping[str, Any]) -> None:
         and len(query) == 1
         and next(iter(query)) in ("match_all", *_FIELD_CLAUSES, *_QUERY_CLAUSES)
     )
-    extra = set(engine_body) - {"query", "_source", "track_total_hits"}
+    extra = set(engine_body) - {"query", "_source", "track_total_hits", "timeout"}
     if not plain or extra:
         raise InvalidRequest(
-            "the embedded engine runs query text only: send a single match or multi_match "
-            "query (or ext.rerank.query), or configure Elasticsearch/OpenSearch",
+            "the embedded engine runs query text only: send a single match, multi_match or "
+            "query_string query (or ext.rerank.query, or q=), or configure "
+            "Elasticsearch/OpenSearch",
             field="query",
         )
 
@@ -238,14 +266,14 @@ def _sorted_by_field(body: Mapping[str, Any]) -> bool:
 
 
 async def _engine_order(
-    index: str, body: dict[str, Any], services: Services, started: float
+    index: str, body: dict[str, Any], services: Services, request: Request | None
 ) -> dict[str, Any]:
-    """A field sort is the caller's order: run the body as it is, answer the engine's page."""
+    """A field sort is the caller's order: the engine's own answer to the body (its `sort`
+    values included, so `search_after` can continue it), with `rerank.status: skipped`."""
     engine_body = dict(body)
     rerank = _pop_rerank(engine_body)
-    offset, size = engine_body.pop("from", 0), engine_body.pop("size", 10)
-    source_spec = engine_body.setdefault("_source", True)
     limits = services.settings.limits
+    offset, size = engine_body.get("from", 0), engine_body.get("size", 10)
     if not isinstance(offset, int) or not isinstance(size, int) or offset < 0 or size < 0:
         raise InvalidRequest("from and size must be non-negative integers", field="size")
     if offset + size > limits.max_result_window:
@@ -260,40 +288,17 @@ async def _engine_order(
             f"timeout_ms must be an integer from 1 to {limits.max_timeout_ms}",
             field="ext.rerank.timeout_ms",
         )
-    timeout = timeout_ms / 1000 * limits.engine_share
-    backend = services.backend
-    try:
-        result = await asyncio.wait_for(
-            backend.search(index, None, (), size, timeout, engine_body, offset),
-            timeout=timeout + 0.05,
-        )
-    except TimeoutError as exc:
-        raise EngineTimeout(
-            f"{backend.name} did not answer within {timeout * 1000:.0f} ms", engine=backend.name
-        ) from exc
-    raw = result.raw
-    hits = [
-        {
-            "_index": hit.index or index,
-            "_id": hit.id,
-            "_score": None,
-            **source_entry(hit.source, source_spec),
-            "_rerank": None,
-        }
-        for hit in result.hits
-    ]
-    return {
-        "took": round((time.perf_counter() - started) * 1000),
-        "timed_out": bool(raw.get("timed_out", False)),
-        "_shards": raw.get("_shards", _ONE_SHARD),
-        "hits": {
-            "total": {"value": result.total, "relation": raw.get("total_relation", "eq")},
-            "max_score": None,
-            "hits": hits,
-        },
-        **({"aggregations": raw["aggregations"]} if "aggregations" in raw else {}),
-        "rerank": {"status": "skipped", "reason": "the body sorts by a field: engine order kept"},
+    answer = await engine_json(
+        services, request, _search_path(index), engine_body, timeout_ms / 1000 * limits.engine_share
+    )
+    for hit in answer.get("hits", {}).get("hits", []):
+        if isinstance(hit, dict):
+            hit["_rerank"] = None
+    answer["rerank"] = {
+        "status": "skipped",
+        "reason": "the body sorts by a field: engine order kept",
     }
+    return answer
 
 
 def render(
@@ -307,7 +312,7 @@ def render(
     body: dict[str, Any] = {
         "took": round(outcome.timings.get("total_ms", 0.0)),
         "timed_out": bool(raw.get("timed_out", False)),
-        "_shards": raw.get("_shards", _ONE_SHARD),
+        "_shards": raw.get("_shards", ONE_SHARD),
         "hits": {
             "total": {"value": outcome.total, "relation": raw.get("total_relation", "eq")},
             "max_score": max(scores) if scores else None,
@@ -357,20 +362,5 @@ def _renamed(exc: InvalidRequest) -> InvalidRequest:
     return exc
 
 
-def engine_error(exc: SidecarError, index: str) -> JSONResponse:
-    """The engine's error shape, with the sidecar's own error under `error.sidecar`."""
-    status = 400 if isinstance(exc, InvalidRequest) else status_for(exc)
-    kind = exc.details.get("engine_error") or _ERROR_TYPES.get(type(exc), f"{exc.code}_exception")
-    cause: dict[str, Any] = {"type": kind, "reason": exc.message}
-    if isinstance(exc, NotFound):
-        cause["index"] = index
-    error = {"root_cause": [cause], **cause, "sidecar": exc.to_json()}
-    return JSONResponse({"error": error, "status": status}, status_code=status)
-
-
-_ERROR_TYPES: dict[type[SidecarError], str] = {
-    InvalidRequest: "illegal_argument_exception",
-    BadQuery: "illegal_argument_exception",
-    NotFound: "index_not_found_exception",
-    Forbidden: "security_exception",
-}
+def _search_path(index: str) -> bytes:
+    return f"/{quote(index, safe=',*')}/_search".encode()
