@@ -1,4 +1,10 @@
-"""GET /healthz (the process answers) and GET /readyz (model, engine and cache, each named)."""
+"""GET /healthz (the process answers) and GET /readyz (model, engine and cache, each named).
+
+The engine part names the check that decided it (`check`): an engine backend reads cluster
+health, and where its key may not (an index-read-only key: 401/403) counts the default index
+instead (`check: index_count`, with `index` and the refusal in `reason`); a backend without such
+checks (the embedded engine) is pinged (`check: ping`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,15 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from sidecar.api.deps import ServicesDep
+from sidecar.backends.base import ChecksReadiness, Readiness, SearchBackend
+from sidecar.scoring.base import languages_of
 
 router = APIRouter()
+
+# The engine's checks (at most two requests of PROBE_TIMEOUT_S each) and the cache's ping must
+# answer within a readiness probe's timeout (3 s in deploy/k8s).
+ENGINE_CHECK_S = 2.5
+PING_S = 2.0
 
 
 @router.get("/healthz")
@@ -21,21 +34,25 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
     state = services.scorer.state
-    engine_ok, cache_ok = await asyncio.gather(
-        _ping(services.backend.ping()), _ping(services.cache.ping())
+    # The embedded catalog is encoded once at start-up; until it is, a search would wait on the
+    # warm-up for the model and fall back, so the replica takes no traffic yet.
+    warming = services.warmup.get("state") == "running"
+    engine, cache_ok = await asyncio.gather(
+        _engine_readiness(services.backend), _ping(services.cache.ping())
     )
     parts: dict[str, Any] = {
         "model": {
-            "ready": state.ready,
+            "ready": state.ready and not warming,
             "status": state.status,
             "reason": state.reason,
             "progress": state.progress,
             "model": services.scorer.model_id,
             "device": state.device,
             "reads_images": services.scorer.reads_images,
+            "languages": list(languages_of(services.scorer)),
             "warmup": services.warmup,
         },
-        "engine": {"ready": engine_ok, "kind": services.backend.name},
+        "engine": {"ready": engine.ready, "kind": services.backend.name, "check": engine.check},
         "cache": {"ready": cache_ok, "kind": services.cache.name},
         "rules": {
             # a watcher that should run and does not: the file's edits would go unseen
@@ -45,17 +62,32 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "last_errors": len(services.rules.last_errors),
         },
     }
+    if engine.index is not None:
+        parts["engine"]["index"] = engine.index
+    if engine.reason:
+        parts["engine"]["reason"] = engine.reason
     # The cache and the rules watcher are optional for serving (requests degrade without the
     # cache; the last good rules stay live), so they do not gate readiness; they are reported
     # so an operator sees them.
-    ready = state.ready and engine_ok
+    ready = parts["model"]["ready"] and engine.ready
     not_ready = [name for name in ("model", "engine", "cache", "rules") if not parts[name]["ready"]]
     body = {"ready": ready, "not_ready": not_ready, **parts}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+async def _engine_readiness(backend: SearchBackend) -> Readiness:
+    if not isinstance(backend, ChecksReadiness):
+        return Readiness(await _ping(backend.ping()), "ping")
+    try:
+        return await asyncio.wait_for(backend.readiness(), timeout=ENGINE_CHECK_S)
+    except TimeoutError:
+        return Readiness(False, "timeout", reason=f"no answer within {ENGINE_CHECK_S} s")
+    except Exception as exc:  # a check that breaks is a part that is not ready, reported as such
+        return Readiness(False, "error", reason=f"{exc.__class__.__name__}: {exc}")
+
+
 async def _ping(call: Any) -> bool:
     try:
-        return bool(await asyncio.wait_for(call, timeout=2.0))
+        return bool(await asyncio.wait_for(call, timeout=PING_S))
     except Exception:  # any failure to answer is "not reachable", which is what we report
         return False

@@ -3,12 +3,16 @@
     {"model": "...", "query": "text" | {"text": ..., "image": url-or-data-uri},
      "documents": ["text", {"text": ..., "image": url}, ...], "top_n": 3,
      "return_documents": false, "instruction": "..."}
-    -> {"model": "...", "results": [{"index": 0, "relevance_score": 0.93}, ...], "usage": {...}}
+    -> {"id": "<request id>", "model": "...", "results": [{"index": 0, "relevance_score": 0.93},
+        ...], "usage": {...}, "meta": {"api_version": {"version": "1"}, "billed_units": {...},
+        "cache_hits": 0, "flags": {...}}}
 
 One sidecar serves one model: `model` is accepted for compatibility and the answer names the model
 that scored. `instruction` is this sidecar's extension (Lychee's instruct); others ignore it. It
 scores through the same pipeline as /api/rerank (cache included), so another sidecar's `remote`
-scorer can use it as its model.
+scorer can use it as its model. `id` (the request id, as in the `X-Request-ID` header),
+`meta.api_version` and `meta.billed_units` are Cohere's v1 fields; Cohere's v2 shape is
+/v2/rerank (api.v2_rerank).
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from sidecar.api.compat import ranking, search_units
 from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import as_rerank_request, rerank_inputs
 from sidecar.api.models import V1RerankRequest
+from sidecar.observability.logging import request_id
+from sidecar.scoring.base import languages_of
 
 router = APIRouter()
 
@@ -27,11 +34,9 @@ router = APIRouter()
 @router.post("/v1/rerank")
 async def v1_rerank(body: V1RerankRequest, services: ServicesDep) -> dict[str, Any]:
     report = await services.pipeline.rerank(*rerank_inputs(as_rerank_request(body), services))
-    scores = [s if s is not None else 0.0 for s in report.scores]
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])[: body.top_n]
     results = []
-    for i in order:
-        result: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
+    for i, score in ranking(report, body.top_n):
+        result: dict[str, Any] = {"index": i, "relevance_score": score}
         if body.return_documents:
             doc = body.documents[i]
             result["document"] = (
@@ -39,11 +44,16 @@ async def v1_rerank(body: V1RerankRequest, services: ServicesDep) -> dict[str, A
             )
         results.append(result)
     return {
+        "id": request_id.get() or "",
         "model": services.scorer.model_id,
         "results": results,
         "usage": {"documents": len(body.documents)},
         "meta": {
+            "api_version": {"version": "1"},
+            "billed_units": {"search_units": search_units(len(body.documents))},
             "cache_hits": report.cache_hits,
             "flags": {str(i): flags for i, flags in report.flags.items()},
+            # what this scorer reads: a `remote` front in front of this sidecar adopts it
+            "languages": list(languages_of(services.scorer)),
         },
     }

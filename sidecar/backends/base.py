@@ -53,6 +53,18 @@ class SearchResult:
     raw: Mapping[str, Any] = field(default_factory=dict)  # engine extras (aggregations, ...)
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """How a backend's readiness check went. `check` names the check that decided it
+    (`cluster_health`, `index_count`, `ping`); `index` is the index an index-level check read;
+    `reason` says why it is not ready, or why a fallback check was used."""
+
+    ready: bool
+    check: str
+    reason: str = ""
+    index: str | None = None
+
+
 class SearchBackend(Protocol):
     """A first-stage engine. Implementations: embedded (tantivy), elasticsearch, opensearch."""
 
@@ -80,6 +92,15 @@ class SearchBackend(Protocol):
 
 
 # Optional capabilities of a backend, checked with isinstance.
+
+
+@runtime_checkable
+class ChecksReadiness(Protocol):
+    """A backend whose readiness says which check it used and why (the engines: cluster
+    health, or an index-level check when the key may not read cluster health); /readyz reports
+    it. Never raises: a failure is a `Readiness` that is not ready."""
+
+    async def readiness(self) -> Readiness: ...
 
 
 @runtime_checkable

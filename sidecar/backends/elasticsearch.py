@@ -3,7 +3,8 @@
 The client refuses a server that does not say it is Elasticsearch (the `X-Elastic-Product`
 header); that refusal, like a refused connection or a 5xx, is `EngineUnavailable` naming the
 engine. Health is read from `_cluster/health`, not `GET /`: the minimal (integ-test-zip)
-distribution has no handler for `/`.
+distribution has no handler for `/`; a key refused cluster health falls back to counting the
+default index (sidecar.backends.engine).
 
 Requests carry `compatible-with=8` media types: the 9.x client would otherwise ask for
 `compatible-with=9`, which Elasticsearch 8 refuses (400 media_type_header_exception), while
@@ -27,7 +28,7 @@ from elasticsearch import (
 )
 
 from sidecar.backends import dsl
-from sidecar.backends.engine import EngineBackend, credentials
+from sidecar.backends.engine import PROBE_TIMEOUT_S, EngineBackend, Probe, credentials, probe_reason
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
@@ -100,14 +101,18 @@ class ElasticsearchBackend(EngineBackend):
     def _where(self) -> str:
         return ", ".join(self.settings.urls)
 
-    async def ping(self) -> bool:
+    async def _probe(self, path: str) -> Probe:
         try:
-            await self._client.options(request_timeout=2.0).perform_request(
-                "GET", "/_cluster/health", headers=HEADERS
+            response = await self._client.options(request_timeout=PROBE_TIMEOUT_S).perform_request(
+                "GET", path, headers=HEADERS
             )
-        except (ApiError, TransportError):
-            return False
-        return True
+        except UnsupportedProductError:
+            return Probe(None, f"the server at {self._where()} is not Elasticsearch")
+        except ApiError as exc:
+            return Probe(exc.meta.status, probe_reason(exc.body, exc.message))
+        except TransportError as exc:
+            return Probe(None, f"cannot be reached at {self._where()}: {exc.message}")
+        return Probe(response.meta.status)
 
     async def close(self) -> None:
         await self._client.close()

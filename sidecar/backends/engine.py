@@ -1,15 +1,52 @@
 """What the Elasticsearch and OpenSearch backends share: the request turned into a body of the
-common DSL, the deadline, and the answer read back. A subclass only sends the body with its own
-client and maps that client's errors."""
+common DSL, the deadline, the answer read back, and the readiness check. A subclass only sends
+the body (and the readiness probes) with its own client and maps that client's errors.
+
+Readiness: `GET /_cluster/health` first. A key that may only read indices (the least privilege a
+search sidecar needs) is refused cluster health with 401/403 (`security_exception`); then
+`GET /{default_index}/_count`, which the same key may run, decides, and the answer names the
+check that was used and why.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from sidecar.backends import dsl
-from sidecar.backends.base import Filter, SearchResult
+from sidecar.backends.base import Filter, Readiness, SearchResult
 from sidecar.config import EngineSettings, FieldMap
+
+CLUSTER_HEALTH = "cluster_health"
+INDEX_COUNT = "index_count"
+# Each readiness probe's wait: two of them fit in /readyz's budget and a probe's timeout (3 s).
+PROBE_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One readiness request's outcome: the HTTP status (None when no answer came) and, when
+    it failed, why (the engine's error type and reason, or the connection failure)."""
+
+    status: int | None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def refused(self) -> bool:
+        """Refused for the credentials (a key without the privilege), not failed."""
+        return self.status in (401, 403)
+
+
+def probe_reason(body: Any, fallback: str) -> str:
+    """`type: reason` of an engine error body, else `fallback`."""
+    kind, reason = dsl.engine_reason(body)
+    return ": ".join(part for part in (kind, reason) if part) or fallback
 
 
 def credentials(settings: EngineSettings) -> tuple[str | None, tuple[str, str] | None]:
@@ -55,4 +92,25 @@ class EngineBackend:
 
     async def _send(self, index: str, body: Mapping[str, Any], wait: float) -> Mapping[str, Any]:
         """POST `body` to `index`/_search within `wait` seconds; raise sidecar errors."""
+        raise NotImplementedError
+
+    async def readiness(self) -> Readiness:
+        health = await self._probe("/_cluster/health")
+        if health.ok:
+            return Readiness(True, CLUSTER_HEALTH)
+        if not health.refused:
+            return Readiness(False, CLUSTER_HEALTH, reason=health.reason)
+        index = self.settings.default_index
+        refused = f"cluster health refused ({health.status} {health.reason})"
+        count = await self._probe(f"/{quote(index, safe='')}/_count")
+        if count.ok:
+            return Readiness(True, INDEX_COUNT, reason=refused, index=index)
+        failed = f"{index}/_count failed ({count.status or 'no answer'} {count.reason})"
+        return Readiness(False, INDEX_COUNT, reason=f"{refused}; {failed}", index=index)
+
+    async def ping(self) -> bool:
+        return (await self.readiness()).ready
+
+    async def _probe(self, path: str) -> Probe:
+        """GET `path` within PROBE_TIMEOUT_S; never raises."""
         raise NotImplementedError

@@ -19,7 +19,7 @@ from opensearchpy.exceptions import (
 )
 
 from sidecar.backends import dsl
-from sidecar.backends.engine import EngineBackend, credentials
+from sidecar.backends.engine import PROBE_TIMEOUT_S, EngineBackend, Probe, credentials, probe_reason
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
@@ -72,12 +72,20 @@ class OpenSearchBackend(EngineBackend):
             return dsl.error_for_status(self.name, index, exc.status_code, exc.info)
         return EngineUnavailable(f"{self.name} failed: {exc}", engine=self.name)
 
-    async def ping(self) -> bool:
+    async def _probe(self, path: str) -> Probe:
         try:
-            await self._client.cluster.health(params={"request_timeout": 2.0})
-        except OpenSearchException:
-            return False
-        return True
+            await self._client.transport.perform_request(
+                "GET", path, params={"request_timeout": PROBE_TIMEOUT_S}
+            )
+        except ConnectionError as exc:  # ConnectionTimeout included
+            where = ", ".join(self.settings.urls)
+            return Probe(None, f"cannot be reached at {where}: {exc.error}")
+        except TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else None
+            return Probe(status, probe_reason(exc.info, str(exc.error)))
+        except OpenSearchException as exc:
+            return Probe(None, str(exc))
+        return Probe(200)
 
     async def close(self) -> None:
         await self._client.close()
