@@ -4,6 +4,8 @@ Leave-one-out over fragments: the product is scored whole, then once without eac
 and once without each title word, all in one batched scorer call (through the pipeline, so the
 cache is used). A fragment's delta is `full score - score without it`: positive when the fragment
 helps, negative when it hurts. Cheap and model-agnostic; it explains the model, not the rules.
+With `scorer.calibration`, `score` and the fragments are calibrated (what answers and rules use)
+and `raw_score` / `raw_score_without` are the scorer's own.
 """
 
 from __future__ import annotations
@@ -59,10 +61,13 @@ class Fragment(BaseModel):
     text: str
     score_without: float
     delta: float  # full score - score without this fragment
+    raw_score_without: float  # the scorer's own score without it (before any calibration)
 
 
 class ExplainResponse(BaseModel):
-    score: float
+    score: float  # the model score answers use: calibrated when scorer.calibration is set
+    raw_score: float  # the scorer's own score, before calibration (the same without one)
+    calibration: str | None  # "<method>@<file hash>" of the calibration applied, or None
     band: str
     model: str
     fragments: list[Fragment]
@@ -104,14 +109,25 @@ async def explain(body: ExplainRequest, services: ServicesDep) -> dict[str, Any]
     instruction = body.instruction or services.settings.scorer.instruction
     report = await services.pipeline.rerank(query, documents, instruction, deadline)
     scores = [float(s) for s in report.scores if s is not None]
+    raw = [float(s) for s in report.raw_scores if s is not None]
     full = scores[0]
     fragments = [
-        Fragment(kind=kind, index=i, text=text, score_without=without, delta=full - without)
-        for (kind, i, text), without in zip(removed, scores[1:], strict=True)
+        Fragment(
+            kind=kind,
+            index=i,
+            text=text,
+            score_without=without,
+            delta=full - without,
+            raw_score_without=raw_without,
+        )
+        for (kind, i, text), without, raw_without in zip(removed, scores[1:], raw[1:], strict=True)
     ]
     fragments.sort(key=lambda f: -abs(f.delta))
+    calibration = services.pipeline.calibration
     return {
         "score": full,
+        "raw_score": raw[0],
+        "calibration": calibration.version if calibration is not None else None,
         "band": band_of(services.rules.current.rules, full),
         "model": services.scorer.model_id,
         "fragments": fragments,

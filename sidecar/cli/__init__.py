@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from sidecar.cli.calibrate import calibrate_command
 from sidecar.cli.eval import eval_command
 from sidecar.cli.index import index_command
 from sidecar.cli.rules import rules
@@ -17,5 +18,13 @@ def main() -> None:
     """Multimodal reranking sidecar for Elasticsearch and OpenSearch."""
 
 
-for _command in (serve, demo, eval_command, index_command, rules, warm_command):
+for _command in (
+    serve,
+    demo,
+    eval_command,
+    calibrate_command,
+    index_command,
+    rules,
+    warm_command,
+):
     main.add_command(_command)

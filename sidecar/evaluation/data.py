@@ -171,3 +171,76 @@ def _tsv(path: Path) -> list[list[str]]:
 
 def _content_id(title: str, text: str) -> str:
     return "d" + hashlib.sha1(f"{title}\x1f{text}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """Which labels count as relevant when a graded label becomes yes/no (calibration):
+    `label >= threshold` when given (`--relevant-min`), else labels above the middle of the
+    file's range (CrowdFlower 1-4: 3 and 4; Home Depot 1-3: above 2), as the eval's recall."""
+
+    threshold: float
+    inclusive: bool = False
+
+    def __call__(self, label: float) -> bool:
+        return label >= self.threshold if self.inclusive else label > self.threshold
+
+    def describe(self) -> str:
+        return f"label {'>=' if self.inclusive else '>'} {self.threshold:g}"
+
+    def to_json(self) -> dict[str, float]:
+        return {"label_gte" if self.inclusive else "label_gt": self.threshold}
+
+    @classmethod
+    def from_json(cls, data: dict[str, float]) -> Relevance:
+        if "label_gte" in data:
+            return cls(float(data["label_gte"]), inclusive=True)
+        return cls(float(data["label_gt"]))
+
+    @classmethod
+    def default_for(cls, dataset: Dataset, minimum: float | None = None) -> Relevance:
+        if minimum is not None:
+            return cls(minimum, inclusive=True)
+        low, high = dataset.label_range
+        return cls((low + high) / 2)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Queries split in two halves by a seeded hash of their text (query-disjoint, stable for
+    one file whatever its row order): fit on one half, report on the other."""
+
+    seed: int
+    half: int  # 1 or 2: the half kept
+    kept: int
+    other: int
+
+    def describe(self) -> str:
+        return (
+            f"split by query (seed {self.seed}): half {self.half} of 2 kept, {self.kept} "
+            f"queries; the other half, {self.other} queries, left out"
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return {"seed": self.seed, "half": self.half, "of": 2, "queries": self.kept}
+
+
+def query_digest(text: str) -> str:
+    """A query's short hash: what calibration files record of the queries they were fitted
+    on (never the text, so no judged data is copied into them)."""
+    return hashlib.sha256(" ".join(text.casefold().split()).encode()).hexdigest()[:16]
+
+
+def split_queries(dataset: Dataset, half: int, seed: int = 0) -> tuple[Dataset, Split]:
+    """`dataset` with the queries of one half (1 or 2); every product stays in the corpus."""
+    if half not in (1, 2):
+        raise InvalidRequest(f"half must be 1 or 2, not {half}", field="half")
+    ranked = sorted(
+        dataset.queries,
+        key=lambda q: hashlib.sha256(f"{seed}\x1f{query_digest(q.text)}".encode()).hexdigest(),
+    )
+    cut = (len(ranked) + 1) // 2
+    chosen = {id(q) for q in (ranked[:cut] if half == 1 else ranked[cut:])}
+    kept = [q for q in dataset.queries if id(q) in chosen]  # the file's order
+    part = Dataset(f"{dataset.name}-half{half}", dataset.products, kept, dataset.columns)
+    return part, Split(seed, half, len(kept), len(dataset.queries) - len(kept))

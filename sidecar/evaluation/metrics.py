@@ -64,3 +64,45 @@ def paired_permutation_p(
     observed = abs(diff.mean())
     extreme = (np.abs((signs * diff).mean(axis=1)) >= observed - 1e-12).sum()
     return float((extreme + 1) / (rounds + 1))
+
+
+def reliability(
+    probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = 10
+) -> list[dict[str, float]]:
+    """Equal-width bins over [0, 1]: per non-empty bin its count, mean predicted probability
+    and observed rate of relevant pairs (the points of a reliability diagram)."""
+    p = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
+    y = np.asarray(outcomes, dtype=float)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            out.append(
+                {
+                    "low": b / bins,
+                    "high": (b + 1) / bins,
+                    "count": int(mask.sum()),
+                    "predicted": float(p[mask].mean()),
+                    "observed": float(y[mask].mean()),
+                }
+            )
+    return out
+
+
+def expected_calibration_error(
+    probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = 10
+) -> float:
+    """ECE: the count-weighted mean gap between predicted probability and observed rate over
+    equal-width bins; 0 is perfectly calibrated."""
+    points = reliability(probabilities, outcomes, bins)
+    total = sum(b["count"] for b in points)
+    if total == 0:
+        return float("nan")
+    return sum(b["count"] * abs(b["predicted"] - b["observed"]) for b in points) / total
+
+
+def brier(probabilities: Sequence[float], outcomes: Sequence[bool]) -> float:
+    p = np.asarray(probabilities, dtype=float)
+    y = np.asarray(outcomes, dtype=float)
+    return float(np.mean((p - y) ** 2)) if p.size else float("nan")

@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 
 from sidecar.evaluation.metrics import bootstrap_ci, paired_permutation_p
-from sidecar.evaluation.runner import ORDERS, QueryResult
+from sidecar.evaluation.runner import QueryResult, orders_of
 
 METRICS = ("ndcg@10", "mrr", "recall@10")
+# Paired NDCG@10 comparisons a report adds when both orders are in it: (order, baseline).
+COMPARISONS = (("tuned", "model"), ("tuned", "reranked"), ("calibrated", "reranked"))
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -22,9 +24,11 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def summarize(results: Sequence[QueryResult]) -> dict[str, Any]:
+    orders = orders_of(results)
+
     def block(rows: Sequence[QueryResult]) -> dict[str, Any]:
         out: dict[str, Any] = {"queries": len(rows)}
-        for order in ORDERS:
+        for order in orders:
             out[order] = {}
             for metric in METRICS:
                 values = [r.metrics[order][metric] for r in rows]
@@ -38,32 +42,52 @@ def summarize(results: Sequence[QueryResult]) -> dict[str, Any]:
             "improved": sum(b > a + 1e-9 for a, b in zip(engine, reranked, strict=True)),
             "worse": sum(b < a - 1e-9 for a, b in zip(engine, reranked, strict=True)),
         }
+        for order, baseline in COMPARISONS:
+            if order in orders and baseline in orders:
+                a = [r.metrics[baseline]["ndcg@10"] for r in rows]
+                b = [r.metrics[order]["ndcg@10"] for r in rows]
+                diff = [y - x for x, y in zip(a, b, strict=True)]
+                out[f"{order}_vs_{baseline}"] = {
+                    "ndcg@10_gain": _mean(b) - _mean(a),
+                    "ci95": list(bootstrap_ci(diff)),
+                    "p_value": paired_permutation_p(a, b),
+                }
         return out
 
     types = sorted({r.query_type for r in results})
     return {
+        "orders": orders,
         "overall": block(results),
         "by_type": {t: block([r for r in results if r.query_type == t]) for t in types},
     }
 
 
 def table(summary: dict[str, Any], title: str) -> str:
+    orders = summary["orders"]
     lines = [
         title,
         f"{'segment':14s} {'n':>5s} "
-        + " ".join(f"{o:>9s}" for o in ORDERS)
+        + " ".join(f"{o:>10s}" for o in orders)
         + f" {'gain':>7s} {'p':>7s}",
     ]
     rows = [("overall", summary["overall"]), *summary["by_type"].items()]
     for metric in METRICS:
         lines.append(f"-- {metric}")
         for name, block in rows:
-            cells = " ".join(f"{block[o][metric]['mean']:9.3f}" for o in ORDERS)
+            cells = " ".join(f"{block[o][metric]['mean']:10.3f}" for o in orders)
             extra = ""
             if metric == "ndcg@10":
                 cmp = block["reranked_vs_engine"]
                 extra = f" {cmp['ndcg@10_gain']:+7.3f} {cmp['p_value']:7.4f}"
             lines.append(f"{name[:14]:14s} {block['queries']:5d} {cells}{extra}")
+    for order, baseline in COMPARISONS:
+        cmp = summary["overall"].get(f"{order}_vs_{baseline}")
+        if cmp is not None:
+            low, high = cmp["ci95"]
+            lines.append(
+                f"NDCG@10 {order} - {baseline}: {cmp['ndcg@10_gain']:+.4f} "
+                f"[{low:+.4f}, {high:+.4f}], p = {cmp['p_value']:.4f}"
+            )
     return "\n".join(lines)
 
 
@@ -93,6 +117,7 @@ def write(
 
 
 def _markdown(name: str, summary: dict[str, Any], meta: dict[str, Any], plot: str) -> str:
+    orders = summary["orders"]
     lines = [
         f"# Ranking quality: {name}",
         "",
@@ -100,8 +125,8 @@ def _markdown(name: str, summary: dict[str, Any], meta: dict[str, Any], plot: st
         f"`{meta.get('rules_version')}`, {summary['overall']['queries']} queries, "
         f"{meta.get('seconds', 0):.0f} s.",
         "",
-        "| segment | n | metric | " + " | ".join(ORDERS) + " | reranked − engine | p |",
-        "| --- | --- | --- | " + " | ".join("---" for _ in ORDERS) + " | --- | --- |",
+        "| segment | n | metric | " + " | ".join(orders) + " | reranked − engine | p |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in orders) + " | --- | --- |",
     ]
     rows = [("overall", summary["overall"]), *summary["by_type"].items()]
     for seg, block in rows:
@@ -109,7 +134,7 @@ def _markdown(name: str, summary: dict[str, Any], meta: dict[str, Any], plot: st
             cells = " | ".join(
                 f"{block[o][metric]['mean']:.3f} [{block[o][metric]['ci95'][0]:.3f}, "
                 f"{block[o][metric]['ci95'][1]:.3f}]"
-                for o in ORDERS
+                for o in orders
             )
             cmp = block["reranked_vs_engine"]
             tail = (
@@ -124,12 +149,31 @@ def _markdown(name: str, summary: dict[str, Any], meta: dict[str, Any], plot: st
         "randomization test of reranked vs engine NDCG@10.",
         "",
         "Orders: *engine* = first stage; *reranked* = the pipeline (model blended by the "
-        "rules, drops applied); *model* = model score alone over all judged candidates; "
-        "*random* = seeded shuffle.",
-        "",
-        f"![NDCG@10 by query type and gain per query]({plot})",
+        "rules, drops applied); *calibrated* = the same rules on calibrated scores; *tuned* = "
+        "the `--rules` file (on calibrated scores when there is a calibration); *model* = "
+        "model score alone over all judged candidates; *random* = seeded shuffle.",
         "",
     ]
+    for order, baseline in COMPARISONS:
+        cmp = summary["overall"].get(f"{order}_vs_{baseline}")
+        if cmp is not None:
+            low, high = cmp["ci95"]
+            lines.append(
+                f"- NDCG@10 {order} − {baseline}: {cmp['ndcg@10_gain']:+.4f} "
+                f"[{low:+.4f}, {high:+.4f}], p = {cmp['p_value']:.4f}"
+            )
+    calibration = meta.get("calibration")
+    if calibration:
+        lines += [
+            "",
+            f"Calibration `{calibration['file']}` ({calibration['method']}, relevant: "
+            f"{calibration['relevant']}): ECE on these {calibration['pairs']} pairs "
+            f"{calibration['ece_raw']:.4f} raw, {calibration['ece_calibrated']:.4f} calibrated; "
+            f"{calibration['overlap']} of these queries were fitted on.",
+            "",
+            f"![reliability diagram]({calibration['plot']})",
+        ]
+    lines += ["", f"![NDCG@10 by query type and gain per query]({plot})", ""]
     return "\n".join(lines)
 
 
@@ -143,7 +187,11 @@ def _plot(path: Path, name: str, summary: dict[str, Any], results: Sequence[Quer
     blocks = [summary["overall"], *summary["by_type"].values()]
     fig, (bars, hist) = plt.subplots(1, 2, figsize=(12, 4.5))
     x = np.arange(len(segments))
-    for offset, order, color in ((-0.2, "engine", "#9aa5b1"), (0.2, "reranked", "#2f6fde")):
+    colors = {"engine": "#9aa5b1", "reranked": "#2f6fde", "calibrated": "#7b5ea7"}
+    shown = [o for o in ("engine", "reranked", "calibrated", "tuned") if o in summary["orders"]]
+    width = 0.8 / len(shown)
+    for i, order in enumerate(shown):
+        offset, color = (i - (len(shown) - 1) / 2) * width, colors.get(order, "#2a9d5c")
         means = [b[order]["ndcg@10"]["mean"] for b in blocks]
         errs = np.array(
             [
@@ -151,12 +199,12 @@ def _plot(path: Path, name: str, summary: dict[str, Any], results: Sequence[Quer
                 for m, b in zip(means, blocks, strict=True)
             ]
         ).T
-        bars.bar(x + offset, means, 0.4, yerr=errs, label=order, color=color, capsize=3)
+        bars.bar(x + offset, means, width, yerr=errs, label=order, color=color, capsize=3)
     bars.set_xticks(x, [f"{s}\n(n={b['queries']})" for s, b in zip(segments, blocks, strict=True)])
     bars.set_ylabel("NDCG@10")
-    lowest = min(b[o]["ndcg@10"]["ci95"][0] for b in blocks for o in ("engine", "reranked"))
+    lowest = min(b[o]["ndcg@10"]["ci95"][0] for b in blocks for o in shown)
     bars.set_ylim(max(0.0, lowest - 0.1), 1)  # zoomed: the differences are what matter
-    bars.set_title(f"{name}: engine vs reranked")
+    bars.set_title(f"{name}: {' vs '.join(shown)}")
     bars.legend(loc="lower right")
     gains = [r.metrics["reranked"]["ndcg@10"] - r.metrics["engine"]["ndcg@10"] for r in results]
     hist.hist(gains, bins=30, color="#2f6fde")

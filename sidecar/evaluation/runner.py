@@ -5,6 +5,8 @@ pipeline (scorer, cache, rules), and score every ordering with the same metrics.
 Orderings compared per query:
 - engine: the first stage's order over the judged candidates it retrieves,
 - reranked: what /search returns for them (model score blended by the live rules, drops applied),
+- calibrated, tuned (when asked, as `Variant`s): /search again with the scores calibrated
+  and/or another rules file (`eval --calibration`, `--rules`),
 - model: the model's score alone over every judged candidate (what the reranker can do when the
   first stage misses nothing),
 - random: a seeded shuffle.
@@ -16,8 +18,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sidecar.backends.base import Hit, TermFilter
@@ -26,9 +28,11 @@ from sidecar.documents import Document, from_hit
 from sidecar.evaluation.data import Dataset, JudgedQuery
 from sidecar.evaluation.metrics import mrr_best, ndcg_at, recall_at
 from sidecar.pipeline import Pipeline, SearchParams
+from sidecar.rules import LoadedRules
 from sidecar.services import Services
 
-ORDERS = ("engine", "reranked", "model", "random")
+# Every order a report may hold, in the order it shows them; calibrated and tuned only when asked.
+ORDERS = ("engine", "reranked", "calibrated", "tuned", "model", "random")
 EVAL_FIELDS = FieldMap(
     id="id", title="title", selling_points="description", image_urls="image_url", business=[]
 )
@@ -41,6 +45,23 @@ class QueryResult:
     query_type: str
     metrics: dict[str, dict[str, float]]  # order -> metric -> value
     rankings: dict[str, list[str]] = field(default_factory=dict)
+    # per judged product: (the scorer's raw score, the score as answered: calibrated if asked)
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One more reranked order: /search through `pipeline` (e.g. one with a calibration) with
+    `rules` (None: the live rules)."""
+
+    name: str
+    pipeline: Pipeline
+    rules: LoadedRules | None = None
+
+
+def orders_of(results: Sequence[QueryResult]) -> list[str]:
+    present = set(results[0].metrics) if results else set()
+    return [o for o in ORDERS if o in present]
 
 
 def classify(text: str) -> str:
@@ -62,7 +83,11 @@ async def evaluate(
     index: str,
     progress: Callable[[QueryResult], None] | None = None,
     seed: int = 13,
+    variants: Sequence[Variant] = (),
+    scoring: Pipeline | None = None,
 ) -> list[QueryResult]:
+    """Every order of every judged query. `scoring` (default: the services' pipeline) gives
+    the model-alone order and the per-pair scores."""
     pipeline = services.pipeline
     if pipeline.field_map != EVAL_FIELDS:  # the corpus has its own fields (session.run_eval)
         raise ValueError("evaluate() needs services built with fields=EVAL_FIELDS")
@@ -74,8 +99,15 @@ async def evaluate(
     }
     results = []
     for judged in dataset.queries:
-        rankings = await _rankings(
-            judged, pipeline, services, index, corpus, random.Random(f"{seed}:{judged.id}")
+        rankings, scores = await _rankings(
+            judged,
+            pipeline,
+            services,
+            index,
+            corpus,
+            random.Random(f"{seed}:{judged.id}"),
+            variants,
+            scoring or pipeline,
         )
         metrics = {
             order: {
@@ -85,7 +117,9 @@ async def evaluate(
             }
             for order, r in rankings.items()
         }
-        result = QueryResult(judged, judged.query_type or classify(judged.text), metrics, rankings)
+        result = QueryResult(
+            judged, judged.query_type or classify(judged.text), metrics, rankings, scores
+        )
         results.append(result)
         if progress is not None:
             progress(result)
@@ -99,7 +133,9 @@ async def _rankings(
     index: str,
     corpus: dict[str, Document],
     rng: random.Random,
-) -> dict[str, list[str]]:
+    variants: Sequence[Variant],
+    scoring: Pipeline,
+) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
     ids = sorted(judged.labels)
     query = services.normalizer.query(judged.text)
     instruction = services.settings.scorer.instruction
@@ -108,31 +144,37 @@ async def _rankings(
     engine = [h.id for h in first.hits]
     missed = [i for i in ids if i not in set(engine)]
 
-    outcome = await pipeline.search(
-        SearchParams(
-            index=index,
-            query=query,
-            filters=only_judged,
-            size=len(ids),
-            window=len(ids),
-            instruction=instruction,
-            timeout_s=600.0,
-        )
+    params = SearchParams(
+        index=index,
+        query=query,
+        filters=only_judged,
+        size=len(ids),
+        window=len(ids),
+        instruction=instruction,
+        timeout_s=600.0,
     )
-    if outcome.report.status != "ok":
-        raise RuntimeError(f"scoring did not complete for {judged.text!r}: {outcome.report.reason}")
-    shown = [h.document.id for h in outcome.hits]
-    dropped = [i for i in engine if i not in set(shown)]
 
-    report = await pipeline.score(
+    async def reranked(through: Pipeline, rules: LoadedRules | None) -> list[str]:
+        outcome = await through.search(replace(params, rules=rules))
+        if outcome.report.status != "ok":
+            raise RuntimeError(
+                f"scoring did not complete for {judged.text!r}: {outcome.report.reason}"
+            )
+        shown = [h.document.id for h in outcome.hits]
+        dropped = [i for i in engine if i not in set(shown)]
+        return shown + dropped + missed
+
+    orders = {"engine": engine + missed, "reranked": await reranked(pipeline, None)}
+    for variant in variants:
+        orders[variant.name] = await reranked(variant.pipeline, variant.rules)
+    report = await scoring.score(
         query, [corpus[i] for i in ids], instruction, time.perf_counter() + 600
     )
     scores = dict(zip(ids, report.scores, strict=True))
+    raw = dict(zip(ids, report.raw_scores, strict=True))
     shuffled = list(ids)
     rng.shuffle(shuffled)
-    return {
-        "engine": engine + missed,
-        "reranked": shown + dropped + missed,
-        "model": sorted(ids, key=lambda i: -(scores[i] or 0.0)),
-        "random": shuffled,
-    }
+    orders["model"] = sorted(ids, key=lambda i: -(scores[i] or 0.0))
+    orders["random"] = shuffled
+    pairs = {i: (float(raw[i] or 0.0), float(scores[i] or 0.0)) for i in ids}
+    return orders, pairs
