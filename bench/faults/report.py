@@ -1,0 +1,91 @@
+"""The suite's report: one table row per scenario (or per phase of one), one plot panel per
+scenario plus the status codes of all of them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+
+class Row(NamedTuple):
+    scenario: str
+    requests: str
+    non_2xx: str  # non-2xx answers by status code
+    p99: str  # p99 ms per phase
+    check: str  # time to recover, or what the scenario checks, measured
+    passed: bool | None  # None: nothing to judge (skipped)
+
+
+HEADER = (
+    "scenario",
+    "requests",
+    "non-2xx by code",
+    "p99 ms per phase",
+    "recover / check",
+    "verdict",
+)
+
+
+def skipped_row(name: str, reason: str) -> Row:
+    return Row(name, "-", "-", "-", f"skipped: {reason}", None)
+
+
+def table(rows: Sequence[Row]) -> str:
+    cells = [HEADER] + [
+        (*row[:5], "PASS" if row.passed else ("-" if row.passed is None else "FAIL"))
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
+    lines = [
+        " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    ]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+Panel = Callable[[Any, dict[str, Any]], None]
+
+
+def plot(results: dict[str, dict[str, Any]], panels: dict[str, Panel], path: Path) -> None:
+    """One panel per scenario that ran (in `panels` order), then the status codes of all."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in panels if n in results and "skipped" not in results[n]]
+    count = len(names) + 1
+    columns = min(3, count)
+    lines = math.ceil(count / columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(6.5 * columns, 4.6 * lines), squeeze=False)
+    flat = [ax for line in axes for ax in line]
+    for ax, name in zip(flat, names, strict=False):
+        panels[name](ax, results[name])
+    status_panel(flat[len(names)], {n: results[n] for n in names})
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def status_panel(ax: Any, results: dict[str, dict[str, Any]]) -> None:
+    names = [n for n, r in results.items() if r.get("status_counts")]
+    if not names:
+        ax.set_visible(False)
+        return
+    all_codes = sorted({c for n in names for c in results[n]["status_counts"]}, key=int)
+    width = 0.8 / max(1, len(all_codes))
+    for j, code in enumerate(all_codes):
+        values = [results[n]["status_counts"].get(code, 0) for n in names]
+        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(names))]
+        bars = ax.bar(xs, values, width, label=code if code != "0" else "no answer")
+        ax.bar_label(bars, fontsize=6)
+    ax.set_xticks(list(range(len(names))), names, rotation=30, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("responses (log)")
+    ax.set_title("status codes per scenario")
+    ax.legend(fontsize=7, ncol=2)
