@@ -16,11 +16,14 @@ it. What is refused:
   reference's failure (`other: ...`), never an exception out of `load_many`.
 
 `load_many(refs, deadline=...)` returns by the request's deadline (a `time.perf_counter()`
-instant): each fetch's timeouts are cut to the time left, and what has not finished then is a
-failure `timeout: deadline passed`. A fetch that failed on its own (refused, 404, too large,
-corrupt, forbidden, its own timeout) is remembered for `failure_ttl_s` in a bounded negative cache,
-so a dead image host costs one wait, not one per search; a remembered failure answers at once with
-its reason and " (remembered)". Failures caused by the request's deadline are not remembered.
+instant): what has not finished then is a failure `timeout: deadline passed` for that request.
+The fetch itself is not cut: it runs on under its own timeouts (connect + read), shared by every
+request that wants the same image meanwhile (one fetch per image at a time), and its outcome is
+kept: a slow host's image is cached for the next search, and a fetch that fails on its own
+(refused, 404, too large, corrupt, forbidden, its own timeout) is remembered for `failure_ttl_s` in
+a bounded negative cache, so a dead or hanging image host costs one wait, not one per search,
+even when every request's deadline is shorter than the host's timeout. A remembered failure
+answers at once with its reason and " (remembered)".
 
 An image is known by its content: `load_many` also returns each image's digest (sha256 of its
 bytes), which the pipeline puts in the pair key, so a product image replaced behind the same URL
@@ -133,9 +136,9 @@ class ImageLoader:
         self._failed: TTLCache[str, str] = TTLCache(
             maxsize=settings.failure_cache_entries, ttl=settings.failure_ttl_s
         )
-        # Tasks cancelled at a deadline that had not ended when load_many returned: held so they
-        # are not garbage-collected while pending.
-        self._stragglers: set[asyncio.Task[_Entry]] = set()
+        # The fetch of each image being loaded, shared by the requests that want it; a fetch
+        # outlives a request's deadline and records its outcome when it ends (_settle).
+        self._inflight: dict[str, asyncio.Task[_Entry]] = {}
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.read_timeout_s, connect=settings.connect_timeout_s, pool=POOL_TIMEOUT_S
@@ -180,38 +183,26 @@ class ImageLoader:
             if deadline is not None and time.perf_counter() >= deadline:
                 self._fail(failures, key, DEADLINE_PASSED)
                 continue
-            pending[asyncio.create_task(self._load_one(ref, deadline, cached))] = key
+            pending[self._fetching(key, ref, cached)] = key
 
         if pending:
             timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
-            try:
-                done, late = await asyncio.wait(pending, timeout=timeout)
-            except BaseException:  # the request itself was cancelled: so are its loads
-                for task in pending:
-                    self._abandon(task)
-                raise
-            for task in late:  # the deadline passed first
-                self._abandon(task)
+            # asyncio.wait neither cancels the fetches at its timeout nor when this request is
+            # cancelled: they are shared and end on their own timeouts
+            done, late = await asyncio.wait(pending, timeout=timeout)
+            for task in late:  # the deadline passed first; the fetch goes on for later requests
                 self._fail(failures, pending[task], DEADLINE_PASSED)
             for task in done:
                 key = pending[task]
-                if task.cancelled():
+                if task.cancelled():  # the loader is closing
                     self._fail(failures, key, DEADLINE_PASSED)
                     continue
                 error = task.exception()
                 if error is None:
                     entry = task.result()
                     images[key], digests[key] = entry.image, entry.digest
-                    if self._observer is not None:
-                        self._observer.fetched()
-                    self._cache_put(key, entry)
                     continue
-                reason = str(error) if isinstance(error, ImageRefused) else _other(error)
-                if not isinstance(error, ImageRefused):
-                    log.warning("image load failed unexpectedly: %s", short(key), exc_info=error)
-                if not isinstance(error, DeadlinePassed):
-                    self._remember(key, reason)
-                self._fail(failures, key, reason)
+                self._fail(failures, key, _reason(error))
         return Loaded(images, failures, digests)
 
     def _fresh(self, entry: _Entry, ref: str | bytes) -> bool:
@@ -221,16 +212,30 @@ class ImageLoader:
             return True
         return time.monotonic() - entry.checked < self.settings.revalidate_s
 
-    def _abandon(self, task: asyncio.Task[_Entry]) -> None:
-        """Cancel a load and hold it until it has wound down, without waiting for it."""
-        task.cancel()
-        self._stragglers.add(task)
-        task.add_done_callback(self._wound_down)
+    def _fetching(self, key: str, ref: str | bytes, stale: _Entry | None) -> asyncio.Task[_Entry]:
+        """The fetch of `key`: the one already running, or a new one under its own timeouts."""
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._load_one(ref, None, stale))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._settle(key, done))
+        return task
 
-    def _wound_down(self, task: asyncio.Task[_Entry]) -> None:
-        self._stragglers.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+    def _settle(self, key: str, task: asyncio.Task[_Entry]) -> None:
+        """Keep a finished fetch's outcome: the image cached, or the failure remembered."""
+        self._inflight.pop(key, None)
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved here, so asyncio never logs it as lost
+        if error is None:
+            self._cache_put(key, task.result())
+            if self._observer is not None:
+                self._observer.fetched()
+            return
+        if not isinstance(error, ImageRefused):
+            log.warning("image load failed unexpectedly: %s", short(key), exc_info=error)
+        if not isinstance(error, DeadlinePassed):
+            self._remember(key, _reason(error))
 
     def _fail(self, failures: dict[str, str], key: str, reason: str) -> None:
         failures[key] = reason
@@ -360,6 +365,10 @@ class ImageLoader:
         self._cache[key] = entry  # evicts the least recently used when full
 
     async def close(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         await self._client.aclose()
 
 
@@ -376,6 +385,10 @@ def _failure_key(key: str) -> str:
     if len(key) <= MAX_REMEMBERED_KEY:
         return key
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) if isinstance(error, ImageRefused) else _other(error)
 
 
 def _other(exc: BaseException) -> str:

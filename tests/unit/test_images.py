@@ -528,3 +528,35 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused_at_connect(
     _, failure = await one(loader(allow=False), f"http://shop.invalid:{port}/ok.png?private")
     assert failure is not None and failure.startswith("forbidden_address: shop.invalid"), failure
     assert Handler.hits.get("/ok.png?private", 0) == before  # never reached
+
+
+async def test_a_fetch_cut_by_the_deadline_goes_on_and_its_image_is_kept(server: str) -> None:
+    """The request's deadline ends the request's wait, not the fetch: the slow host's image is
+    there for the next search, fetched once."""
+    images = loader(connect_timeout_s=5.0, read_timeout_s=5.0)
+    url = f"{server}/slow.png?kept"  # answers after 1.5 s
+    try:
+        _, first, _ = await images.load_many([url], deadline=time.perf_counter() + 0.2)
+        _, joined, _ = await images.load_many([url], deadline=time.perf_counter() + 0.2)
+        await asyncio.sleep(1.6)
+        found, later, _ = await images.load_many([url], deadline=time.perf_counter() + 0.2)
+    finally:
+        await images.close()
+    assert first == joined == {url: "timeout: deadline passed"}
+    assert url in found and not later
+    assert Handler.hits["/slow.png?kept"] == 1  # one fetch, shared
+
+
+async def test_a_hanging_host_is_remembered_though_every_deadline_is_shorter(server: str) -> None:
+    """Every request gives the images less time than the host's own timeout: the fetch runs to
+    that timeout anyway, so the host is remembered and costs one wait, not one per search."""
+    images = loader(connect_timeout_s=0.3, read_timeout_s=0.3)
+    url = f"{server}/sleep.png?hang"  # answers after 5 s
+    try:
+        _, first, _ = await images.load_many([url], deadline=time.perf_counter() + 0.1)
+        await asyncio.sleep(0.8)  # past the host's own timeout
+        _, second, _ = await images.load_many([url], deadline=time.perf_counter() + 0.1)
+    finally:
+        await images.close()
+    assert first == {url: "timeout: deadline passed"}
+    assert second[url].startswith("timeout: ") and second[url].endswith("(remembered)")
