@@ -14,12 +14,17 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Any
 
 from sidecar.errors import InvalidRequest
 
 # base64 images longer than this are decoded by the pipeline in a worker thread (Query.decoded)
 DECODE_LATER = 256 * 1024
 _LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
+# Between Chinese characters and Latin letters or digits ("苹果iphone15" -> "苹果 iphone15"):
+# engines and casing see the Latin part as a word of its own.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HAN_LATIN = re.compile(rf"(?<=[{_HAN}])(?=[A-Za-z0-9])|(?<=[A-Za-z0-9])(?=[{_HAN}])")
 _WORD = re.compile(r"\S+")
 
 
@@ -71,13 +76,23 @@ class Query:
 
 
 class Normalizer:
-    """Normalizes query text: NFKC, whitespace, letter/digit spacing, configured casing."""
+    """Normalizes query text: (traditional -> simplified Chinese, optional), NFKC (full-width ->
+    half-width), whitespace, Chinese/Latin and letter/digit spacing, configured casing (also for
+    terms run together: "promax" -> "Pro Max")."""
 
-    def __init__(self, casing: Iterable[str] = ()) -> None:
+    def __init__(
+        self, casing: Iterable[str] = (), *, traditional_to_simplified: bool = False
+    ) -> None:
         self._casing = {term.lower(): term for term in casing}
+        self._t2s: Any = None
+        if traditional_to_simplified:
+            import opencc  # the OpenCC project's own binding; only loaded when asked for
+
+            self._t2s = opencc.OpenCC("t2s")
 
     def text(self, raw: str) -> str:
-        text = unicodedata.normalize("NFKC", raw)
+        text = self._t2s.convert(raw) if self._t2s is not None else raw
+        text = _HAN_LATIN.sub(" ", unicodedata.normalize("NFKC", text))
         words = [self._word(w) for w in _WORD.findall(text)]
         return " ".join(w for w in words if w)
 
@@ -86,7 +101,31 @@ class Normalizer:
         if known is not None:  # "4K", "PS5", "USB-C" stay whole
             return known
         parts = _LETTER_DIGIT.sub(" ", word).split()
-        return " ".join(self._casing.get(p.lower(), p) for p in parts)
+        return " ".join(self._part(p) for p in parts)
+
+    def _part(self, part: str) -> str:
+        known = self._casing.get(part.lower())
+        if known is not None:
+            return known
+        pieces = self._known_pieces(part.lower())
+        return " ".join(pieces) if pieces else part
+
+    def _known_pieces(self, word: str) -> list[str] | None:
+        """`word` as two or more casing terms run together ("promax" -> Pro, Max), or None:
+        only whole segmentations count, so an ordinary word is never cut."""
+        if len(word) < 4 or not word.isalpha():
+            return None
+        # best[i]: the fewest terms that spell word[:i] (None: cannot be spelled)
+        best: list[list[str] | None] = [[]] + [None] * len(word)
+        for end in range(1, len(word) + 1):
+            for start in range(max(0, end - 16), end - 1):
+                head, piece = best[start], self._casing.get(word[start:end])
+                if head is not None and piece is not None:
+                    candidate = [*head, piece]
+                    if best[end] is None or len(candidate) < len(best[end] or ()):
+                        best[end] = candidate
+        found = best[len(word)]
+        return found if found is not None and len(found) > 1 else None
 
     def query(
         self,

@@ -29,7 +29,11 @@ async def rerank(body: RerankRequest, services: ServicesDep) -> dict[str, Any]:
     return {
         "results": [
             RerankResult(
-                index=i, score=scores[i], band=band_of(rules, scores[i]), document=body.documents[i]
+                index=i,
+                score=scores[i],
+                band=band_of(rules, scores[i]),
+                document=body.documents[i],
+                flags=report.flags.get(i, []),
             )
             for i in order
         ],

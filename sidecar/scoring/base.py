@@ -84,6 +84,19 @@ def identity_of(scorer: Scorer) -> str:
 
 
 @runtime_checkable
+class DeclaresLanguages(Protocol):
+    """A scorer that says which languages it reads (sidecar.scripts); one that does not is
+    trusted with any text."""
+
+    languages: tuple[str, ...]
+
+
+def languages_of(scorer: Scorer) -> tuple[str, ...]:
+    """What `scorer` reads; ("*",) for one that does not say."""
+    return scorer.languages if isinstance(scorer, DeclaresLanguages) else ("*",)
+
+
+@runtime_checkable
 class SharesEmbeddings(Protocol):
     """A scorer whose document embeddings can be shared by replicas through a cache that holds
     bytes (sidecar.cache.base.HoldsBytes): the bi-encoder."""

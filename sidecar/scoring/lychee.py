@@ -69,8 +69,12 @@ class LycheeScorer:
         max_wait_ms: float = 2.0,
         max_queue: int = 4096,
         attn_implementation: str | None = None,
+        languages: Sequence[str] | None = None,
     ) -> None:
         self.model_path = model_path
+        # Qwen2.5-VL reads Chinese as well as English (Lychee's own card names English as its
+        # training language, so its Chinese quality is unmeasured)
+        self.languages = tuple(languages or ("en", "zh"))
         name = os.path.basename(os.path.normpath(model_path)) or model_path
         self.model_id = f"{MODEL_ID}@{name}:px{max_pixels}"  # resolution changes the scores
         self.max_doc_chars = max_doc_chars

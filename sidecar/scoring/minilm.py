@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_ID = "all-MiniLM-L6-v2"
-DIMENSIONS = 384
+DIMENSIONS = 384  # all-MiniLM-L6-v2; a folder the user brings says its own at load
 
 
 def bundled_model_path() -> str:
@@ -55,8 +55,11 @@ class MiniLMScorer:
         micro_batching: bool = True,
         max_wait_ms: float = 2.0,
         max_queue: int = 4096,
+        languages: Sequence[str] | None = None,
     ) -> None:
         self.model_path = model_path
+        # all-MiniLM-L6-v2 was trained on English: other scripts get confident nonsense
+        self.languages = tuple(languages or ("en",))
         self.model_id = (
             MODEL_ID if model_path is None else f"{MODEL_ID}@{os.path.basename(model_path)}"
         )
@@ -74,6 +77,7 @@ class MiniLMScorer:
         }
         self.score_identity = score_identity(**self._identity_items)
         self.shared: SharedEmbeddings | None = None
+        self.dimensions = DIMENSIONS
         self.encoded_documents = 0  # documents this process encoded itself (not read, not cached)
         self._model: Any = None
         self._docs: LRUCache[str, np.ndarray] = LRUCache(maxsize=doc_cache_size)
@@ -111,6 +115,12 @@ class MiniLMScorer:
         self.state = ModelState(status="loading", progress=0.1, device="cpu")
         path = self.model_path or bundled_model_path()
         self._model = SentenceTransformer(path, device="cpu")
+        # sentence-transformers 6 renamed get_sentence_embedding_dimension (3-5 know only that)
+        dimension = getattr(self._model, "get_embedding_dimension", None)
+        dimension = dimension or self._model.get_sentence_embedding_dimension
+        self.dimensions = int(dimension() or DIMENSIONS)
+        if self.shared is not None:
+            self.shared.dimensions = self.dimensions
         self.state.progress = 0.8
         self._encode(["warm-up"])
         self.state = ModelState(
@@ -138,7 +148,7 @@ class MiniLMScorer:
         score identity."""
         self._identity_items["doc_vectors"] = "float16"
         self.score_identity = score_identity(**self._identity_items)
-        self.shared = SharedEmbeddings(store, prefix, self.score_identity, DIMENSIONS, ttl_s)
+        self.shared = SharedEmbeddings(store, prefix, self.score_identity, self.dimensions, ttl_s)
 
     async def score(
         self,

@@ -56,8 +56,12 @@ class RemoteScorer:
         retry_s: float = 2.0,
         max_documents: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
+        languages: Sequence[str] | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/v1/rerank"
+        # configured, or what the peer says it reads (meta.languages) once it answers
+        self._configured_languages = tuple(languages) if languages else None
+        self.languages: tuple[str, ...] = self._configured_languages or ("*",)
         self.model = model
         self.model_id = f"remote:{model or url}"
         self.max_doc_chars = max_doc_chars
@@ -105,6 +109,9 @@ class RemoteScorer:
                 continue
             peer = str(body.get("model") or self.model or self.url)
             self.model_id = f"remote:{peer}"
+            told = (body.get("meta") or {}).get("languages")
+            if self._configured_languages is None and isinstance(told, list) and told:
+                self.languages = tuple(str(code) for code in told)
             self.state = ModelState(
                 status="ready",
                 progress=1.0,

@@ -394,3 +394,17 @@ async def test_the_peers_flags_come_back_and_keep_text_only_scores_out_of_the_ca
     assert 1 in report.flags and report.flags[1][0].startswith("peer: image_failed")
     assert 0 not in report.flags
     assert again.cache_hits == 1 and again.cache_misses == 1  # the flagged score was not cached
+
+
+async def test_the_remote_scorer_reads_what_its_peer_says_it_reads(peer: Peer) -> None:
+    told = RemoteScorer(peer.url, timeout_s=30.0)
+    configured = RemoteScorer(peer.url, timeout_s=30.0, languages=["en", "zh"])
+    try:
+        assert told.languages == ("*",)  # nothing known before the peer answers
+        await told.load()
+        await configured.load()
+    finally:
+        await told.close()
+        await configured.close()
+    assert told.languages == ("en",)  # the peer runs the CPU default
+    assert configured.languages == ("en", "zh")  # the operator's word wins

@@ -76,6 +76,30 @@ def test_readiness_reports_the_catalog_warm_up(client) -> None:
     assert warmup == {"state": "done", "done": total, "total": total}
 
 
+@pytest.mark.slow
+def test_a_replica_is_not_ready_while_its_catalog_is_being_encoded() -> None:
+    """A search during the embedded catalog's warm-up waits on it and falls back, so /readyz
+    keeps traffic away until the warm-up is done. Its own model, as a fresh pod has."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from sidecar.app import create_app
+    from tests.conftest import make_settings
+
+    seen: list[tuple[str, int]] = []
+    with TestClient(create_app(make_settings())) as fresh:
+        for _ in range(1200):
+            ready = fresh.get("/readyz")
+            state = ready.json()["model"]["warmup"].get("state", "none")
+            seen.append((state, ready.status_code))
+            if state == "done" and ready.status_code == 200:
+                break
+            time.sleep(0.05)
+    assert ("running", 503) in seen and ("running", 200) not in seen
+    assert seen[-1] == ("done", 200)
+
+
 def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")

@@ -111,3 +111,21 @@ def test_failed_query_image_flags_every_pair_and_caches_none(client: TestClient)
     flag = "query_image_failed: missing: images/nope.png"
     assert first["meta"]["flags"] == {"0": [flag], "1": [flag]}
     assert client.post("/v1/rerank", json=request).json()["meta"]["cache_hits"] == 0
+
+
+SEED_BATCH = {
+    "query": "办公室绿植，好养不死",
+    "documents": [
+        "龟背竹盆栽 室内绿植",
+        "虎皮兰绿植 耐阴好养",
+        "发财树小型盆栽",
+        "不锈钢电热水壶 1.7L",
+    ],
+}
+
+
+def test_a_scorer_that_reads_chinese_scores_the_seed_batch_unflagged(client: TestClient) -> None:
+    assert client.get("/readyz").json()["model"]["languages"] == ["en", "zh"]
+    body = client.post("/api/rerank", json=SEED_BATCH).json()
+    assert body["rerank_status"] == "ok" and len(body["results"]) == 4
+    assert all(r["flags"] == [] for r in body["results"])

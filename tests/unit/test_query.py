@@ -83,3 +83,47 @@ def test_a_large_payload_that_is_not_base64_is_refused_when_decoded() -> None:
     with pytest.raises(InvalidRequest) as refused:
         later.decoded()
     assert refused.value.field == "query.image_base64"
+
+
+@pytest.mark.parametrize(
+    ("text", "languages", "unread"),
+    [
+        ("复古风牛仔外套", ["en"], "Han"),
+        ("办公室绿植，好养不死", ["en"], "Han"),
+        ("复古风牛仔外套", ["en", "zh"], None),
+        ("苹果iphone15promax", ["en"], None),  # mostly Latin letters: read
+        ("waterproof hiking boots", ["en"], None),
+        ("ботинки", ["en"], "Cyrillic"),
+        ("ботинки", ["*"], None),
+        ("12345 !!", ["en"], None),  # no letters: nothing to judge
+        ("防水登山靴 新款 boot", ["en"], "Han"),  # 7 Han letters, 4 Latin
+        ("登山靴 boots", ["en"], None),  # 3 Han, 5 Latin
+    ],
+)
+def test_a_query_mostly_in_a_script_the_scorer_does_not_read_is_named(
+    text: str, languages: list[str], unread: str | None
+) -> None:
+    from sidecar.scripts import unreadable_script
+
+    assert unreadable_script(Normalizer().text(text), languages) == unread
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("苹果iphone15promax", "苹果 iPhone 15 Pro Max"),  # casing works inside Chinese text
+        ("iphone 15 pro max手机壳", "iPhone 15 Pro Max 手机壳"),
+        ("ｉＰｈｏｎｅ１５ｐｒｏ　ｍａｘ　手机壳", "iPhone 15 Pro Max 手机壳"),  # full-width kept
+        ("airpodspro", "AirPods Pro"),  # terms run together
+        ("promise", "promise"),  # an ordinary word is never cut into terms
+        ("maximum", "maximum"),
+    ],
+)
+def test_chinese_and_run_together_brand_spellings(raw: str, clean: str) -> None:
+    assert Normalizer(QuerySettings().casing).text(raw) == clean
+
+
+def test_traditional_chinese_is_written_as_simplified_when_asked() -> None:
+    assert Normalizer().text("蘋果手機殼") == "蘋果手機殼"  # off by default
+    convert = Normalizer(traditional_to_simplified=True)
+    assert convert.text("蘋果手機殼 復古風牛仔外套") == "苹果手机壳 复古风牛仔外套"
