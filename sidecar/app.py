@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,11 +18,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sidecar import wiring
-from sidecar.api import admin, engine_compat, health, rerank, search, v1_rerank
+from sidecar.api import (
+    admin,
+    engine,
+    health,
+    rerank,
+    search,
+    tei_rerank,
+    v1_rerank,
+    v2_rerank,
+)
 from sidecar.api import explain as explain_api
 from sidecar.api import metrics as metrics_api
 from sidecar.api import ui as ui_api
 from sidecar.api.body_limit import BodyLimit
+from sidecar.api.validation import invalid_request
 from sidecar.config import Settings
 from sidecar.errors import INTERNAL_ERROR, SidecarError, status_for
 from sidecar.observability.metrics import Metrics
@@ -48,9 +56,10 @@ def create_app(
         metrics.attach(services)  # scrape-time reads and observer hand-over
         load = asyncio.create_task(wiring.load_model(services))
         services.tasks.append(load)
-        if wait_for_model:
-            await load
-        services.tasks.append(asyncio.create_task(wiring.warm_catalog(services, load)))
+        warm = asyncio.create_task(wiring.warm_catalog(services, load))
+        services.tasks.append(warm)
+        if wait_for_model:  # ready to serve: the model loaded and the embedded catalog encoded
+            await asyncio.gather(load, warm)
         if settings.rules.watch:
             services.tasks.append(
                 asyncio.create_task(services.rules.watch(settings.rules.watch_interval_s))
@@ -77,10 +86,13 @@ def create_app(
     app.include_router(search.router)
     app.include_router(rerank.router)
     app.include_router(v1_rerank.router)
+    app.include_router(v2_rerank.router)  # Cohere v2
+    app.include_router(tei_rerank.router)  # text-embeddings-inference: /rerank
     app.include_router(admin.router)
     app.include_router(explain_api.router)
     app.include_router(ui_api.router)
-    app.include_router(engine_compat.router)  # last: /{index}/_search must not shadow others
+    app.include_router(engine.router)  # last: /{index}/_search must not shadow others
+    app.router.default = engine.passthrough  # what no route matched: the engine's API
     _install_error_handlers(app)
     return app
 
@@ -92,15 +104,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = validation_errors(exc.errors())
-        first = errors[0] if errors else {"field": "body", "reason": "invalid request"}
-        body = {
-            "error": "invalid_request",
-            "message": f"{first['field']}: {first['reason']}",
-            "field": first["field"],
-            "errors": errors,
-        }
-        return JSONResponse(body, status_code=422)
+        return JSONResponse(invalid_request(exc.errors()).to_json(), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -117,25 +121,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         return JSONResponse(INTERNAL_ERROR, status_code=500)
-
-
-_UNION_TAG = re.compile(r"^(str|int|float|bool|constrained-\w+|list\[.*\]|dict\[.*\]|[A-Z]\w*)$")
-
-
-def validation_errors(raw: Sequence[Any]) -> list[dict[str, str]]:
-    """pydantic errors -> [{field, reason}], one per field, without union member tags."""
-    merged: dict[str, list[str]] = {}
-    for err in raw:
-        if err.get("type") == "json_invalid":
-            ctx = err.get("ctx", {}).get("error", "")
-            merged.setdefault("body", []).append(f"malformed JSON: {ctx}".rstrip(": "))
-            continue
-        parts = [str(p) for p in err["loc"] if p != "body" and not _UNION_TAG.match(str(p))]
-        reason = str(err["msg"]).removeprefix("Value error, ")
-        reasons = merged.setdefault(".".join(parts) or "body", [])
-        if reason not in reasons:
-            reasons.append(reason)
-    return [{"field": f, "reason": " or ".join(r)} for f, r in merged.items()]
 
 
 def _version() -> str:

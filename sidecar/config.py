@@ -100,6 +100,11 @@ class ScorerSettings(_Strict):
     batch_size: int = Field(64, ge=1, le=1024)
     max_pixels: int = Field(1280 * 28 * 28, ge=4 * 28 * 28)
     min_pixels: int = Field(4 * 28 * 28, ge=28 * 28)
+    # What the scorer reads (ISO 639-1 codes, "*" for anything); None: its own default (minilm:
+    # en; lychee: en, zh; remote: what the peer reports). A query mostly in another script keeps
+    # the engine's order on /search and is flagged on the rerank APIs (422 when strict).
+    languages: list[str] | None = None
+    strict_languages: bool = False
     remote_url: str | None = None
     remote_timeout_s: float = Field(10.0, gt=0)
     remote_model: str | None = None  # the `model` field sent to the remote /v1/rerank
@@ -114,6 +119,22 @@ class ScorerSettings(_Strict):
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     max_queue: int = Field(4096, ge=1)
     attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = None  # None: auto
+    # A calibration file from `rerank-sidecar calibrate`: maps the scorer's raw score to
+    # P(relevant) after the cache, so rules thresholds mean the same on every model. Refused at
+    # start-up unless it was fitted for this scorer's score identity. None: raw scores.
+    calibration: Path | None = None
+
+    @model_validator(mode="after")
+    def _known_languages(self) -> ScorerSettings:
+        from sidecar.scripts import KNOWN_LANGUAGES
+
+        unknown = sorted(set(self.languages or ()) - KNOWN_LANGUAGES)
+        if unknown:
+            raise ValueError(
+                f"scorer.languages: unknown {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(KNOWN_LANGUAGES))})"
+            )
+        return self
 
 
 class ImageSettings(_Strict):
@@ -193,6 +214,9 @@ class QuerySettings(_Strict):
         "XL",
         "XXL",
     ]
+    # Traditional Chinese characters written as simplified ones (OpenCC t2s) before anything
+    # else, so "蘋果手機殼" finds a catalog written in simplified Chinese.
+    traditional_to_simplified: bool = False
 
 
 class RulesSettings(_Strict):

@@ -1,7 +1,7 @@
 """The request flow, top to bottom, and nothing else:
 
     query -> backend.search -> documents.from_hits -> images -> cache.get_many -> scorer.score
-          -> cache.set_many -> rules.apply -> page
+          -> cache.set_many -> calibration (raw score -> P(relevant), if any) -> rules.apply -> page
 
 A request carries one Deadline (sidecar.deadline), made when it starts and handed to every
 stage: the engine gets its share of what is left, the images and the model get the rest, and
@@ -18,6 +18,7 @@ jump files to follow one request.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -35,10 +36,12 @@ from sidecar.documents import Document
 from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.query import Query
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
-from sidecar.scoring.base import Scorer, Scores, identity_of
+from sidecar.scoring.base import DeclaresLanguages, Scorer, Scores, identity_of
+from sidecar.scripts import unreadable_script
 
 if TYPE_CHECKING:
     from sidecar.rules.store import RuleStore
+    from sidecar.scoring.calibration import Calibration
     from sidecar.scoring.images import ImageObserver
 
 log = logging.getLogger(__name__)
@@ -98,7 +101,7 @@ class SearchParams:
 class ScoreReport:
     """How scoring went for one list of documents."""
 
-    scores: list[float | None]
+    scores: list[float | None]  # what answers and rules use: calibrated when there is one
     status: str = "ok"  # ok | partial | fallback
     reason: str = ""
     cache_hits: int = 0
@@ -108,6 +111,7 @@ class ScoreReport:
     timings: dict[str, float] = field(default_factory=dict)
     error: Exception | None = None  # what the scorer raised, for routes that must not degrade
     unscored: int = 0  # documents the model did not finish before the deadline
+    raw_scores: list[float | None] = field(default_factory=list)  # the scorer's, as cached
 
     def cache_summary(self) -> dict[str, Any]:
         """The `cache` part of every answer: status, hits, misses."""
@@ -148,6 +152,8 @@ class Pipeline:
         cache_ttl_s: int = 86_400,
         engine_share: float = 0.6,
         images: ImageLoader | None = None,
+        strict_languages: bool = False,
+        calibration: Calibration | None = None,
     ) -> None:
         self.backend = backend
         self.scorer = scorer
@@ -158,11 +164,22 @@ class Pipeline:
         self.cache_ttl_s = cache_ttl_s
         self.engine_share = engine_share
         self.images = images
+        self.strict_languages = (
+            strict_languages  # the rerank APIs refuse what the scorer cannot read
+        )
+        self.calibration = calibration  # raw score -> P(relevant), applied after the cache
         self._background: set[asyncio.Task[Any]] = set()
         self.flights: SingleFlight[list[float]] = SingleFlight()  # identical misses: one call
         # Bumped by a cache flush: scores computed before it (late writes included) are not
         # written after it, so a flush is never undone by a request that was in flight.
         self.flush_epoch = 0
+
+    def calibrated_by(self, calibration: Calibration | None) -> Pipeline:
+        """A pipeline with every part of this one (scorer, cache, rules, single flight) and
+        another calibration: evaluation compares raw and calibrated answers on one model."""
+        other = copy.copy(self)
+        other.calibration = calibration
+        return other
 
     def flushed(self) -> None:
         """Call before deleting cache keys (admin flush)."""
@@ -193,7 +210,12 @@ class Pipeline:
         documents = docs_mod.from_hits(window_hits, self.field_map)
         t_docs = time.perf_counter()
 
-        report = await self.score(query, documents, p.instruction, deadline)
+        unread = self.unreadable(query)
+        if unread is None:
+            report = await self.score(query, documents, p.instruction, deadline)
+        else:  # a confident order from a model that cannot read the query is worse than none
+            report = ScoreReport(scores=[None] * len(documents))
+            _degrade(report, unread)
         t_scored = time.perf_counter()
 
         candidates = [
@@ -249,8 +271,36 @@ class Pipeline:
         deadline: Deadline | float,
     ) -> ScoreReport:
         """Scores for `documents`: cache first, the model on misses, within the deadline (a
-        Deadline, or a perf_counter instant)."""
-        deadline = Deadline.of(deadline)
+        Deadline, or a perf_counter instant). The cache holds raw scores; the calibration maps
+        them after it (`raw_scores` keeps the scorer's own), so changing it invalidates nothing."""
+        calibration = self.calibration
+        if (
+            calibration is not None
+            and self.scorer.state.ready  # a loading scorer may not know its identity yet
+            and calibration.score_identity != identity_of(self.scorer)
+        ):
+            # refused at start-up (wiring); a scorer whose identity changed since is not served
+            # another model's probabilities
+            report = ScoreReport(scores=[None] * len(documents))
+            _degrade(
+                report,
+                f"calibration {calibration.source} was fitted for score identity "
+                f"{calibration.score_identity}, not the scorer's {identity_of(self.scorer)}",
+            )
+            return report
+        report = await self._score_raw(query, documents, instruction, Deadline.of(deadline))
+        report.raw_scores = list(report.scores)
+        if calibration is not None:
+            report.scores = calibration.apply(report.scores)
+        return report
+
+    async def _score_raw(
+        self,
+        query: Query,
+        documents: Sequence[Document],
+        instruction: str,
+        deadline: Deadline,
+    ) -> ScoreReport:
         report = ScoreReport(scores=[None] * len(documents))
         if not documents:
             return report
@@ -347,7 +397,13 @@ class Pipeline:
         an image-only query on a text scorer, ModelNotReady, Overloaded (429), ScoringFailed."""
         self._check_modalities(query)
         self.require_ready()
+        unread = self.unreadable(query)
+        if unread is not None and self.strict_languages:
+            raise InvalidRequest(unread + " (scorer.strict_languages)", field="query.text")
         report = await self.score(query, documents, instruction, deadline)
+        if unread is not None:  # scored, since there is no engine order to give; but flagged
+            for position in range(len(documents)):
+                report.flags.setdefault(position, []).append(f"unreadable_script: {unread}")
         if isinstance(report.error, Overloaded):
             raise report.error  # 429: the queue is full, the caller should retry
         if report.unscored:
@@ -360,6 +416,18 @@ class Pipeline:
         if report.status != "ok":
             raise ScoringFailed(report.reason, model=self.scorer.model_id)
         return report
+
+    def unreadable(self, query: Query) -> str | None:
+        """Why the scorer cannot read the query's text (its script), or None."""
+        if not isinstance(self.scorer, DeclaresLanguages) or not query.text:
+            return None
+        script = unreadable_script(query.text, self.scorer.languages)
+        if script is None:
+            return None
+        return (
+            f"the scorer {self.scorer.model_id} does not read {script} script "
+            f"(it reads {', '.join(self.scorer.languages)}): engine order kept"
+        )
 
     def require_ready(self) -> None:
         state = self.scorer.state

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sidecar.backends.base import ListsDocuments, SearchBackend
 from sidecar.backends.embedded import EmbeddedBackend
+from sidecar.backends.passthrough import EngineProxy
 from sidecar.cache.base import HoldsBytes, ScoreCache
 from sidecar.cache.memory import MemoryCache, NoCache
 from sidecar.config import Settings
@@ -20,7 +21,14 @@ from sidecar.errors import ConfigError
 from sidecar.pipeline import Pipeline
 from sidecar.query import Normalizer
 from sidecar.rules.store import RuleStore
-from sidecar.scoring.base import FetchesImagesRemotely, Scorer, SharesEmbeddings, WarmsDocuments
+from sidecar.scoring.base import (
+    FetchesImagesRemotely,
+    Scorer,
+    SharesEmbeddings,
+    WarmsDocuments,
+    identity_of,
+)
+from sidecar.scoring.calibration import Calibration, check_identity, load_calibration
 from sidecar.services import Services
 
 if TYPE_CHECKING:
@@ -28,9 +36,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Scorer kinds whose score identity is final when built (before the model loads), so a
+# calibration for another identity is refused before anything loads; the others (lychee: the
+# dtype it really runs; remote: the peer's model) are checked as soon as the model is loaded.
+IDENTITY_AT_BUILD = frozenset({"minilm"})
+
 
 def build_services(settings: Settings, scorer: Scorer | None = None) -> Services:
     """Every long-lived part for `settings`; `scorer` shares an already built model."""
+    path = settings.scorer.calibration
+    calibration = load_calibration(path) if path else None  # a bad file: ConfigError, first
     backend = build_backend(settings)
     cache = build_cache(settings)
     if scorer is None:  # a scorer passed in is shared, and belongs to whoever passed it
@@ -51,8 +66,14 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         cache_prefix=settings.cache.prefix,
         cache_ttl_s=settings.cache.ttl_s,
         engine_share=settings.limits.engine_share,
+        strict_languages=settings.scorer.strict_languages,
         images=build_image_loader(settings, scorer),
+        calibration=calibration,
     )
+    if calibration is not None and (
+        scorer.state.ready or settings.scorer.kind in IDENTITY_AT_BUILD
+    ):
+        check_identity(calibration, identity_of(scorer), scorer.model_id)
     return Services(
         settings=settings,
         backend=backend,
@@ -60,7 +81,11 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         cache=cache,
         rules=rules,
         pipeline=pipeline,
-        normalizer=Normalizer(settings.query.casing),
+        normalizer=Normalizer(
+            settings.query.casing,
+            traditional_to_simplified=settings.query.traditional_to_simplified,
+        ),
+        proxy=None if backend.name == "embedded" else EngineProxy(settings.engine, backend.name),
     )
 
 
@@ -75,6 +100,8 @@ async def close_services(services: Services, *, close_scorer: bool = True) -> No
         await services.scorer.close()
     await services.cache.close()
     await services.backend.close()
+    if services.proxy is not None:
+        await services.proxy.close()
     if services.pipeline.images is not None:
         await services.pipeline.images.close()
 
@@ -88,14 +115,33 @@ async def loaded_services(settings: Settings) -> AsyncIterator[Services]:
         await services.scorer.load()
         if not services.scorer.state.ready:
             raise ConfigError(f"model did not load: {services.scorer.state.reason}")
+        check_calibration(services)
         yield services
     finally:
         await close_services(services)
 
 
 async def load_model(services: Services) -> None:
+    """Load the model; then a calibration fitted for another score identity is refused
+    (ConfigError: an app that waits for its model does not start; otherwise it is logged and
+    every request says so, since Pipeline.score serves no mismatched calibration)."""
     if not services.scorer.state.ready:
         await services.scorer.load()
+    if services.scorer.state.ready:
+        try:
+            check_calibration(services)
+        except ConfigError as exc:
+            log.error("%s", exc.message)
+            raise
+
+
+def check_calibration(services: Services) -> Calibration | None:
+    """The pipeline's calibration, or ConfigError when the loaded scorer's score identity is
+    not the one it was fitted for (both named)."""
+    calibration = services.pipeline.calibration
+    if calibration is not None:
+        check_identity(calibration, identity_of(services.scorer), services.scorer.model_id)
+    return calibration
 
 
 async def warm_catalog(services: Services, load: asyncio.Task[None]) -> None:
@@ -173,6 +219,7 @@ def build_scorer(settings: Settings) -> Scorer:
             micro_batching=scorer.micro_batching,
             max_wait_ms=scorer.max_wait_ms,
             max_queue=scorer.max_queue,
+            languages=scorer.languages,
         )
     if scorer.kind == "lychee":
         from sidecar.scoring.lychee import LycheeScorer
@@ -193,6 +240,7 @@ def build_scorer(settings: Settings) -> Scorer:
             max_wait_ms=scorer.max_wait_ms,
             max_queue=scorer.max_queue,
             attn_implementation=scorer.attn_implementation,
+            languages=scorer.languages,
         )
     if scorer.kind == "remote":
         from sidecar.scoring.remote import RemoteScorer
@@ -205,6 +253,7 @@ def build_scorer(settings: Settings) -> Scorer:
             timeout_s=scorer.remote_timeout_s,
             max_doc_chars=scorer.max_doc_chars,
             max_documents=scorer.remote_max_documents,
+            languages=scorer.languages,
         )
     raise ConfigError(f"scorer.kind {scorer.kind!r} is not available in this build")
 

@@ -12,7 +12,9 @@ from sidecar.api.models import (
     RerankDocument,
     RerankRequest,
     SearchRequest,
+    TEIRerankRequest,
     V1RerankRequest,
+    V2RerankRequest,
 )
 from sidecar.backends.base import Filter, RangeFilter, TermFilter
 from sidecar.documents import Document, make_document
@@ -170,3 +172,47 @@ def as_rerank_request(body: V1RerankRequest) -> RerankRequest:
     return RerankRequest(
         query=query, documents=documents, instruction=body.instruction, timeout_ms=body.timeout_ms
     )
+
+
+def v2_as_rerank_request(body: V2RerankRequest) -> RerankRequest:
+    """The /api/rerank request with the same meaning as a Cohere v2 one. `max_tokens_per_doc`
+    keeps each document's first that many words: the routes have no tokenizer, and a word is
+    one token or more, so the cut is never shorter than asked (scorer.max_doc_chars still
+    applies after it)."""
+    if body.relevant_spans is not None and body.relevant_spans.mode == "enabled":
+        raise InvalidRequest(
+            "relevant spans are not produced by this sidecar's reranker: leave relevant_spans "
+            "out or send mode: disabled",
+            field="relevant_spans.mode",
+        )
+    limit = body.max_tokens_per_doc
+    documents: list[str | RerankDocument] = [
+        d if limit is None else " ".join(d.split()[:limit]) for d in body.documents
+    ]
+    return RerankRequest(
+        query=body.query,
+        documents=documents,
+        instruction=body.instruction,
+        timeout_ms=body.timeout_ms,
+    )
+
+
+def tei_rerank_inputs(
+    body: TEIRerankRequest, services: Services
+) -> tuple[Query, list[Document], str, float]:
+    """(query, documents, instruction, deadline) of a TEI /rerank request. Documents are cut to
+    scorer.max_doc_chars at the end (`truncation_direction: right`) or, for `left`, here at the
+    start, so the scorer reads the end of the text. Fields are named as TEI names them."""
+    keep = services.settings.scorer.max_doc_chars
+    left = body.truncation_direction.lower() == "left"
+    texts: list[str | RerankDocument] = [t[-keep:] if left else t for t in body.texts]
+    request = RerankRequest(
+        query=body.query, documents=texts, instruction=body.instruction, timeout_ms=body.timeout_ms
+    )
+    try:
+        return rerank_inputs(request, services)
+    except InvalidRequest as exc:
+        if exc.field is not None and exc.field.startswith("documents"):
+            exc.field = "texts" + exc.field.removeprefix("documents")
+            exc.message = exc.message.replace("document", "text")
+        raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -144,6 +144,8 @@ class RerankResult(BaseModel):
     score: float
     band: str
     document: str | RerankDocument
+    # why this score is not to be trusted as is (e.g. `unreadable_script: ...`, `image_failed`)
+    flags: list[str] = []
 
 
 class RerankResponse(BaseModel):
@@ -189,4 +191,53 @@ class V1RerankRequest(Body):
     instruction: str | None = Field(None, max_length=1024)
     timeout_ms: int | None = Field(
         None, ge=1, description="scoring budget (this sidecar's extension, sent by `remote`)"
+    )
+
+
+# /v2/rerank: Cohere's v2 shape (the `cohere` SDK's ClientV2.rerank)
+
+DocumentText = Annotated[str, Field(max_length=65536)]
+
+
+class V2RelevantSpans(Body):
+    mode: Literal["enabled", "disabled"]
+    threshold: float | None = None
+    max_spans: int | None = Field(None, ge=1)
+
+
+class V2RerankRequest(Body):
+    model: str | None = Field(None, max_length=256, description="accepted and ignored")
+    query: QueryText
+    documents: list[DocumentText]
+    top_n: int | None = Field(None, ge=1)
+    max_tokens_per_doc: int | None = Field(
+        None, ge=1, description="documents are cut to this many words before scoring"
+    )
+    relevant_spans: V2RelevantSpans | None = Field(None, description="only mode: disabled")
+    priority: int | None = Field(None, ge=0, description="accepted and ignored")
+    instruction: str | None = Field(None, max_length=1024, description="this sidecar's extension")
+    timeout_ms: int | None = Field(
+        None, ge=1, description="scoring budget (this sidecar's extension)"
+    )
+
+
+# /rerank: the text-embeddings-inference (Hugging Face TEI) shape
+
+
+class TEIRerankRequest(Body):
+    """TEI ignores keys it does not know (serde's default), so this body does too."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    query: QueryText
+    texts: list[DocumentText]
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool | None = Field(
+        False, description="accepted; documents are always cut to scorer.max_doc_chars"
+    )
+    truncation_direction: Literal["left", "right", "Left", "Right"] = "right"
+    instruction: str | None = Field(None, max_length=1024, description="this sidecar's extension")
+    timeout_ms: int | None = Field(
+        None, ge=1, description="scoring budget (this sidecar's extension)"
     )
