@@ -97,6 +97,7 @@ class SearchParams:
     timeout_s: float = 2.0
     raw_query: Mapping[str, Any] | None = None
     rules: LoadedRules | None = None  # None: the live default rules
+    arrived: float | None = None  # perf_counter instant the request came in; None: now
 
 
 @dataclass
@@ -189,7 +190,8 @@ class Pipeline:
 
     async def search(self, p: SearchParams) -> SearchOutcome:
         started = time.perf_counter()
-        deadline = Deadline(started + p.timeout_s)
+        # one budget for the whole request: from its arrival when the route knows it
+        deadline = Deadline((p.arrived or started) + p.timeout_s)
         rules = p.rules or self.rules.current
         self._check_modalities(p.query)
         query = await _decoded(p.query)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request
 from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import search_params
 from sidecar.api.models import SearchRequest
-from sidecar.observability.middleware import remember_search
+from sidecar.observability.middleware import arrived, remember_search
 from sidecar.pipeline import PageHit, SearchOutcome, SearchParams
 from sidecar.services import Services
 
@@ -18,7 +19,7 @@ router = APIRouter()
 
 @router.post("/search")
 async def search(body: SearchRequest, services: ServicesDep, request: Request) -> dict[str, Any]:
-    params = search_params(body, services)
+    params = replace(search_params(body, services), arrived=arrived(request))
     outcome = await services.pipeline.search(params)
     remember_search(request, outcome, params.query.text)  # metrics and the request's log line
     return render(outcome, params, body.explain, services)

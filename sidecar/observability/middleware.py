@@ -59,6 +59,15 @@ def request_id_from(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+ARRIVED = "arrived"  # request.state key: the perf_counter instant the request came in
+
+
+def arrived(request: Request) -> float | None:
+    """When `request` arrived (RequestMiddleware), or None outside it."""
+    value = getattr(request.state, ARRIVED, None)
+    return value if isinstance(value, float) else None
+
+
 class RequestMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, log_queries: bool = False) -> None:
         self.app = app
@@ -72,6 +81,8 @@ class RequestMiddleware:
         rid = request_id_from(scope)
         token = obs_logging.request_id.set(rid)
         started = time.perf_counter()
+        # when the request arrived: a route's Deadline counts from here, body reading included
+        scope.setdefault("state", {})[ARRIVED] = started
         status = 500
         response_started = False
 

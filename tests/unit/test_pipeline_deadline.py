@@ -96,3 +96,32 @@ def test_a_replaced_image_behind_the_same_url_is_a_cache_miss(
     assert first.report.cache_misses == 1
     assert same.report.cache_hits == 1
     assert replaced.report.cache_misses == 1 and replaced.report.cache_hits == 0
+
+
+def test_the_deadline_counts_from_the_requests_arrival(minilm: MiniLMScorer) -> None:
+    """Time spent before the pipeline (reading and parsing the body) comes out of the same
+    budget: a request that arrived 0.99 s into its 1 s budget leaves the engine almost nothing."""
+    import time
+
+    from sidecar.errors import EngineTimeout
+
+    backend = EmbeddedBackend({"title": 1.0})
+    backend.add_index("products", [{"id": "p1", "title": "Hiking boots"}])
+    pipeline = Pipeline(backend, minilm, MemoryCache(), RuleStore(), FieldMap())
+    late = SearchParams(
+        index="products",
+        query=Query("hiking boots"),
+        timeout_s=1.0,
+        arrived=time.perf_counter() - 0.99,
+    )
+    fresh = SearchParams(index="products", query=Query("hiking boots"), timeout_s=1.0)
+
+    async def budgets() -> tuple[float, float]:
+        try:
+            late_budget = (await pipeline.search(late)).timings["engine_budget_ms"]
+        except EngineTimeout:  # the engine may not make it in what is left: that is the point
+            late_budget = 0.0
+        return late_budget, (await pipeline.search(fresh)).timings["engine_budget_ms"]
+
+    late_budget, fresh_budget = asyncio.run(budgets())
+    assert late_budget < 10 < fresh_budget  # at most 0.6 x 10 ms left, against 0.6 x 1 s
