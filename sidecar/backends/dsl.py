@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sidecar.backends.base import Filter, Hit, RangeFilter, SearchResult
+from sidecar.backends.cjk import CJK_RUN
 from sidecar.errors import (
     BadQuery,
     EngineUnavailable,
@@ -20,6 +21,8 @@ from sidecar.errors import (
 
 # Keys of the engine's answer kept in SearchResult.raw for callers that mirror the engine's shape.
 RAW_KEYS = ("took", "timed_out", "_shards", "aggregations", "suggest")
+# The sub-field of the CJK twin of a searched field (es_integration/templates/products-cjk.json).
+CJK_SUBFIELD = "cjk"
 
 
 def build_body(
@@ -40,22 +43,43 @@ def build_body(
     else:
         body = {"_source": list(source_fields)}
         text = (query or "").strip()
-        main = (
-            {
-                "multi_match": {
-                    "query": text,
-                    "fields": [f"{name}^{boost:g}" for name, boost in search_fields.items()],
-                    "type": "best_fields",
-                }
-            }
-            if text
-            else {"match_all": {}}
-        )
+        main = text_query(text, search_fields) if text else {"match_all": {}}
     clauses = [filter_clause(flt) for flt in filters]
     body["query"] = {"bool": {"must": [main], "filter": clauses}} if clauses else main
     body["size"] = window
     body["from"] = offset
     return body
+
+
+def text_query(text: str, search_fields: Mapping[str, float]) -> dict[str, Any]:
+    """`multi_match` over the boosted fields; for text with Chinese, Japanese or Korean in it,
+    OR a second one over the fields' `.cjk` sub-fields (character pairs where the index has
+    them: products-cjk.json), so a product scores for the characters it shares with the query
+    (the standard analyzer's single characters) and more for the pairs. A sub-field the index
+    lacks (products.json, on an engine without the `cjk` analyzer) matches nothing, and the
+    query is the standard analyzer's alone."""
+    main = _multi_match(text, search_fields)
+    if not CJK_RUN.search(text):
+        return main
+    pairs = _multi_match(text, {cjk_field(name): boost for name, boost in search_fields.items()})
+    return {"bool": {"should": [main, pairs]}}
+
+
+def cjk_field(name: str) -> str:
+    """The CJK sub-field of a searched field: `title` -> `title.cjk`, `brand.text` ->
+    `brand.cjk` (a keyword's full-text sub-fields are its siblings)."""
+    root = name.removesuffix(".text")
+    return f"{root}.{CJK_SUBFIELD}"
+
+
+def _multi_match(text: str, fields: Mapping[str, float]) -> dict[str, Any]:
+    return {
+        "multi_match": {
+            "query": text,
+            "fields": [f"{name}^{boost:g}" for name, boost in fields.items()],
+            "type": "best_fields",
+        }
+    }
 
 
 def filter_clause(flt: Filter) -> dict[str, Any]:

@@ -3,6 +3,11 @@
 Both engines speak the same index and `_bulk` REST API, so this talks HTTP directly (httpx) with
 the engine settings' URL, auth and TLS options. A document the engine refuses, or a catalog line
 that is not JSON, is reported with its line number, id and reason; the load goes on.
+
+Without a template of the caller's, the index gets `products-cjk.json` (a `.cjk` sub-field for
+Chinese, Japanese and Korean text) where the engine has the `cjk` analyzer, and `products.json`
+where it does not (Elasticsearch's integ-test-zip has no analysis-common module): the engine's
+own refusal of the analyzer decides, so no extra privilege or version table is needed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from es_integration.templates import PRODUCTS_TEMPLATE
+from es_integration.templates import PRODUCTS_CJK_TEMPLATE, PRODUCTS_TEMPLATE
 from sidecar.config import EngineSettings, Settings
 
 Entry = tuple[int, dict[str, Any] | None, str]  # (line number, document or None, error)
@@ -26,6 +31,10 @@ Entry = tuple[int, dict[str, Any] | None, str]  # (line number, document or None
 
 class IndexingError(RuntimeError):
     """The index cannot be created or the engine cannot be reached (the load cannot start)."""
+
+
+class MissingAnalyzer(IndexingError):
+    """The engine refused the template for an analyzer it does not have."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class LoadReport:
     failures: list[Failure] = field(default_factory=list)
     created: bool = False
     seconds: float = 0.0
+    template: Path | None = None  # what the index was created from; None: it existed
+    note: str = ""  # why that template
 
     @property
     def total(self) -> int:
@@ -84,8 +95,41 @@ def create_index(
     body = json.loads(json.dumps(template))  # a copy we may change
     if replicas is not None:
         body.setdefault("settings", {})["number_of_replicas"] = replicas
-    _check(_call(client, "PUT", f"/{index}", json=body), f"create index {index!r}")
+    response = _call(client, "PUT", f"/{index}", json=body)
+    # "analyzer [cjk] has not been configured in mappings" (Elasticsearch), "... not found"
+    if response.status_code == 400 and "analyzer [cjk]" in response.text:
+        raise MissingAnalyzer(f"create index {index!r}: this engine has no `cjk` analyzer")
+    _check(response, f"create index {index!r}")
     return True
+
+
+CJK_NOTE = "products-cjk.json: CJK text also in `.cjk` sub-fields (the `cjk` analyzer)"
+NO_CJK_NOTE = (
+    "products.json: this engine has no `cjk` analyzer (no analysis-common module), so CJK text "
+    "is matched by single characters (the standard analyzer)"
+)
+
+
+def create_product_index(
+    client: httpx.Client, index: str, *, recreate: bool = False, replicas: int | None = None
+) -> tuple[bool, Path | None, str]:
+    """Create `index` from products-cjk.json, or from products.json where the engine has no
+    `cjk` analyzer: (created, template, why); (False, None, ...) when it exists and is kept."""
+    try:
+        created = create_index(
+            client,
+            index,
+            load_template(PRODUCTS_CJK_TEMPLATE),
+            recreate=recreate,
+            replicas=replicas,
+        )
+    except MissingAnalyzer:
+        # Nothing was created (a recreate already deleted the old index): the core template.
+        create_index(client, index, load_template(PRODUCTS_TEMPLATE), replicas=replicas)
+        return True, PRODUCTS_TEMPLATE, NO_CJK_NOTE
+    if not created:
+        return False, None, "the existing index and its mapping are kept"
+    return True, PRODUCTS_CJK_TEMPLATE, CJK_NOTE
 
 
 def read_catalog(path: Path) -> Iterator[Entry]:
@@ -223,9 +267,8 @@ def index_catalog(
 
         catalog = CATALOG_PATH
     name = index or settings.default_index
-    body = load_template(template)
     with engine_client(settings) as client:
-        created = create_index(client, name, body, recreate=recreate, replicas=replicas)
+        created, chosen, note = _create(client, name, template, recreate, replicas)
         with catalog.open(encoding="utf-8") as handle:
             total = sum(1 for line in handle if line.strip())
         report = bulk_load(
@@ -237,8 +280,23 @@ def index_catalog(
             batch_size=batch_size,
             progress=progress,
         )
-    report.created = created
+    report.created, report.template, report.note = created, chosen, note
     return report
+
+
+def _create(
+    client: httpx.Client,
+    index: str,
+    template: Path | None,
+    recreate: bool,
+    replicas: int | None = None,
+) -> tuple[bool, Path | None, str]:
+    if template is None:
+        return create_product_index(client, index, recreate=recreate, replicas=replicas)
+    created = create_index(
+        client, index, load_template(template), recreate=recreate, replicas=replicas
+    )
+    return created, Path(template) if created else None, "the given mapping" if created else ""
 
 
 async def load_documents(
@@ -252,14 +310,13 @@ async def load_documents(
     """Create `index` and load in-memory documents (evaluation corpora); off the event loop."""
 
     def load() -> LoadReport:
-        body = load_template(template)
         entries = ((n, dict(doc), "") for n, doc in enumerate(docs, start=1))
         with engine_client(settings.engine) as client:
-            created = create_index(client, index, body, recreate=recreate)
+            created, chosen, note = _create(client, index, template, recreate)
             report = bulk_load(
                 client, index, entries, len(docs), id_field=settings.fields.id or "id"
             )
-        report.created = created
+        report.created, report.template, report.note = created, chosen, note
         return report
 
     return await asyncio.to_thread(load)

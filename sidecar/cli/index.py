@@ -33,7 +33,8 @@ from sidecar.demo import CATALOG_PATH
     "--mapping",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="index settings+mappings JSON (default: templates/products.json)",
+    help="index settings+mappings JSON (default: templates/products-cjk.json where the engine "
+    "has the cjk analyzer, else templates/products.json)",
 )
 @click.option("--recreate", is_flag=True, help="delete the index first if it exists")
 @click.option("--replicas", type=int, default=None, help="number_of_replicas (template: 0)")
@@ -147,6 +148,8 @@ def _load(
         f"indexed into {state} index {report.index!r} in {report.seconds:.1f} s",
         err=True,
     )
+    if report.note:
+        click.echo(f"  mapping: {report.note}", err=True)
     for failure in sorted(report.failures, key=lambda f: f.line):
         doc = f" (id {failure.doc_id})" if failure.doc_id else ""
         click.echo(f"  line {failure.line}{doc}: {failure.reason}", err=True)

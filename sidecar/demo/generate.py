@@ -1,13 +1,16 @@
-"""Generate the bundled demo catalog: catalog.jsonl, queries.json and images/.
+"""Generate the bundled demo catalog: catalog.jsonl, queries.json, queries_zh.json, images/.
 
     python -m sidecar.demo.generate                # rewrite sidecar/demo/
     python -m sidecar.demo.generate --out /tmp/x   # somewhere else
     python -m sidecar.demo.generate --no-images    # JSON only, no Pillow needed
 
-The output is a pure function of the seed and `taxonomy.json`: one
-random.Random drives every choice, in a fixed order, and nothing depends on
-the clock or on hash ordering, so two runs give byte-identical files (with
-the same Pillow/zlib for the PNGs). Pillow is imported only to draw images.
+The output is a pure function of the seed, `taxonomy.json` and `taxonomy_zh.json`: one
+random.Random per language slice drives every choice of that slice, in a fixed order, and
+nothing depends on the clock or on hash ordering, so two runs give byte-identical files (with
+the same Pillow/zlib for the PNGs). The English slice is drawn first with the seed itself, so
+adding the Chinese slice (its own generator, seeded from the seed and "zh") changed no English
+product or id; one English family, "iphone 15 pro max case", now also judges the Chinese
+iPhone cases its words reach. Pillow is imported only to draw images.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sidecar.demo.taxonomy import CATEGORY_BRANDS, QUERIES, TYPES, ProductType
+from sidecar.demo.taxonomy import SLICES, ProductType, Slice
 
 if TYPE_CHECKING:  # Pillow is imported lazily: the JSON output does not need it
     from PIL import Image, ImageDraw
@@ -67,22 +70,26 @@ def _sales(rng: random.Random) -> int:
     return int(rng.lognormvariate(3.9, 1.35))
 
 
-def _make_product(rng: random.Random, ptype: ProductType, taken_titles: set[str]) -> dict:
-    brands = ptype.brands or CATEGORY_BRANDS[ptype.category]
+def _make_product(
+    rng: random.Random, ptype: ProductType, taken_titles: set[str], part: Slice
+) -> dict:
+    brands = ptype.brands or part.category_brands[ptype.category]
     # Redraw a few times to avoid duplicate titles; the draw count is part of
     # the deterministic sequence, so this stays reproducible.
     for _ in range(20):
         values = {"brand": rng.choice(brands), "color": rng.choice(ptype.colors)}
         for slot in sorted(ptype.slots):
             values[slot] = rng.choice(ptype.slots[slot])
-        title = rng.choice(ptype.titles).format_map(values)
+        # the text says the colour in the slice's language; the `color` field keeps its name
+        shown = {**values, "color": part.color_names.get(values["color"], values["color"])}
+        title = rng.choice(ptype.titles).format_map(shown)
         if title not in taken_titles:
             break
     taken_titles.add(title)
     points = rng.sample(ptype.points, rng.randint(2, min(5, len(ptype.points))))
     return {
         "title": title,
-        "selling_points": [p.format_map(values) for p in points],
+        "selling_points": [p.format_map(shown) for p in points],
         "brand": values["brand"],
         "category": ptype.category,
         "price": _price(rng, *ptype.price),
@@ -93,34 +100,41 @@ def _make_product(rng: random.Random, ptype: ProductType, taken_titles: set[str]
     }
 
 
-def build_catalog(seed: int = SEED) -> tuple[list[dict], list[dict]]:
-    """Return (products sorted by id, query families with ids)."""
-    rng = random.Random(seed)
-    drafts: list[tuple[str, dict]] = []
-    taken_titles: set[str] = set()
-    for ptype in TYPES:
-        for _ in range(ptype.count):
-            drafts.append((ptype.key, _make_product(rng, ptype, taken_titles)))
-    # Shuffle before numbering so ids do not give the category away.
-    rng.shuffle(drafts)
-
+def build_catalog(seed: int = SEED) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Return (products sorted by id, query families with ids per language)."""
     products: list[dict] = []
     ids_by_type: dict[str, list[str]] = {}
-    for n, (type_key, fields) in enumerate(drafts, start=1):
-        pid = f"p{n:05d}"
-        products.append({"id": pid, **fields, "image_url": f"images/{pid}.png"})
-        ids_by_type.setdefault(type_key, []).append(pid)
+    taken_titles: set[str] = set()
+    for part in SLICES:
+        # The English slice keeps the generator it always had; every other slice gets its own
+        # (str seeds are hashed with SHA-512: the same in every run), so it changes no English
+        # draw.
+        rng = random.Random(seed if part.language == "en" else f"{seed}:{part.language}")
+        drafts: list[tuple[str, dict]] = []
+        for ptype in part.types:
+            for _ in range(ptype.count):
+                drafts.append((ptype.key, _make_product(rng, ptype, taken_titles, part)))
+        # Shuffle before numbering so ids do not give the category away.
+        rng.shuffle(drafts)
 
-    queries = []
-    for family in QUERIES:
-        queries.append(
+        for n, (type_key, fields) in enumerate(drafts, start=len(products) + 1):
+            pid = f"p{n:05d}"
+            products.append({"id": pid, **fields, "image_url": f"images/{pid}.png"})
+            ids_by_type.setdefault(type_key, []).append(pid)
+
+    # A family may name types of the other slice where its words reach them (the Chinese
+    # iPhone 15 Pro Max cases for "iphone 15 pro max case"), so families are resolved last.
+    queries: dict[str, list[dict]] = {}
+    for part in SLICES:
+        queries[part.language] = [
             {
                 "query": family.query,
                 "category": family.category,
                 "relevant_ids": sorted(i for key in family.relevant for i in ids_by_type[key]),
                 "near_miss_ids": sorted(i for key in family.near_miss for i in ids_by_type[key]),
             }
-        )
+            for family in part.queries
+        ]
     return products, queries
 
 
@@ -319,16 +333,22 @@ def draw_image(category: str, color: str) -> Image.Image:
 # --- output --------------------------------------------------------------------
 
 
-def write(out_dir: Path, seed: int = SEED, images: bool = True) -> tuple[list[dict], list[dict]]:
-    """Write catalog.jsonl, queries.json and (optionally) images/ into out_dir."""
+QUERY_FILES = {"en": "queries.json", "zh": "queries_zh.json"}  # language -> file
+
+
+def write(
+    out_dir: Path, seed: int = SEED, images: bool = True
+) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Write catalog.jsonl, queries.json, queries_zh.json and (optionally) images/ into out_dir."""
     products, queries = build_catalog(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "catalog.jsonl", "w", encoding="utf-8", newline="\n") as f:
         for product in products:
             f.write(json.dumps(product, ensure_ascii=False) + "\n")
-    with open(out_dir / "queries.json", "w", encoding="utf-8", newline="\n") as f:
-        json.dump(queries, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    for language, families in queries.items():
+        with open(out_dir / QUERY_FILES[language], "w", encoding="utf-8", newline="\n") as f:
+            json.dump(families, f, indent=2, ensure_ascii=False)
+            f.write("\n")
     if images:
         image_dir = out_dir / "images"
         image_dir.mkdir(exist_ok=True)
@@ -359,9 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     products, queries = write(args.out, args.seed, images=not args.no_images)
     categories = {p["category"] for p in products}
+    families = ", ".join(f"{len(q)} {language}" for language, q in queries.items())
     print(
         f"wrote {len(products)} products in {len(categories)} categories "
-        f"and {len(queries)} query families to {args.out}",
+        f"and query families ({families}) to {args.out}",
         file=sys.stderr,
     )
     return 0

@@ -1,4 +1,4 @@
-"""Checks of the bundled demo catalog (sidecar/demo/).
+"""Checks of the bundled demo catalog (sidecar/demo/): the English store and its Chinese slice.
 
 Reads the committed files directly (stdlib only), so it runs without the
 sidecar's dependencies. The generator runs in a subprocess as
@@ -8,6 +8,7 @@ sidecar's dependencies. The generator runs in a subprocess as
 from __future__ import annotations
 
 import collections
+import hashlib
 import importlib.util
 import json
 import math
@@ -36,6 +37,16 @@ FIELD_TYPES = {
 }
 
 HAS_PILLOW = importlib.util.find_spec("PIL") is not None
+# Han characters (the Chinese slice writes nothing else in CJK)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+# The English slice as it was before the Chinese one was added: 926 lines of catalog.jsonl.
+ENGLISH_PRODUCTS = 926
+ENGLISH_SHA256 = "db70bda92c05607e6b7555bd0cfb8f9dcb3e616d453d3cb429f8cd9dea0d9bf5"
+COLOR_NAMES = {  # the `color` values generate.py paints images with
+    "Beige", "Black", "Blue", "Brown", "Charcoal", "Clear", "Gray", "Green", "Navy", "Olive",
+    "Orange", "Pink", "Purple", "Red", "Silver", "Tan", "Teal", "White", "Yellow",
+}  # fmt: skip
 
 
 def _load_catalog() -> list[dict]:
@@ -43,9 +54,13 @@ def _load_catalog() -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _load_queries() -> list[dict]:
-    with open(DEMO_DIR / "queries.json", encoding="utf-8") as f:
+def _load_queries(name: str = "queries.json") -> list[dict]:
+    with open(DEMO_DIR / name, encoding="utf-8") as f:
         return json.load(f)
+
+
+def _chinese(product: dict) -> bool:
+    return bool(_HAN.search(product["title"]))
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +71,6 @@ def catalog() -> list[dict]:
 @pytest.fixture(scope="module")
 def by_id(catalog) -> dict[str, dict]:
     return {p["id"]: p for p in catalog}
-
-
-@pytest.fixture(scope="module")
-def queries() -> list[dict]:
-    return _load_queries()
 
 
 def _generate(out_dir: Path, *extra: str) -> None:
@@ -85,6 +95,32 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 def test_catalog_size_and_categories(catalog):
     assert len(catalog) >= 500
     assert len({p["category"] for p in catalog}) >= 10
+
+
+def test_english_slice_is_unchanged_and_first(catalog):
+    # The Chinese slice has its own random generator and comes after: adding it moved no
+    # English product, id or field. A change to the English taxonomy changes this digest.
+    lines = (DEMO_DIR / "catalog.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    english = "".join(lines[:ENGLISH_PRODUCTS]).encode()
+    assert hashlib.sha256(english).hexdigest() == ENGLISH_SHA256
+    assert not any(_chinese(p) for p in catalog[:ENGLISH_PRODUCTS])
+    assert all(_chinese(p) for p in catalog[ENGLISH_PRODUCTS:])
+
+
+def test_chinese_slice_spans_the_categories_in_chinese(catalog):
+    english = catalog[:ENGLISH_PRODUCTS]
+    chinese = catalog[ENGLISH_PRODUCTS:]
+    assert len(chinese) >= 150
+    # the same store: every English category has Chinese products, and no other category
+    assert {p["category"] for p in chinese} == {p["category"] for p in english}
+    for p in chinese:
+        assert all(_HAN.search(point) for point in p["selling_points"]), p["id"]
+        assert _HAN.search(p["brand"]), p["id"]
+        # one colour facet for the whole store; the title says it in Chinese where it says it
+        assert p["color"] in COLOR_NAMES, p["id"]
+        assert p["color"] not in p["title"], p["id"]
+    titles = [p["title"] for p in catalog]
+    assert len(titles) == len(set(titles))
 
 
 def test_every_product_has_all_fields_with_right_types(catalog):
@@ -133,7 +169,9 @@ def test_images_are_small(catalog):
 # --- query families ---------------------------------------------------------------
 
 
-def test_query_ids_exist_and_relevant_share_the_category(queries, by_id):
+@pytest.mark.parametrize("name", ["queries.json", "queries_zh.json"])
+def test_query_ids_exist_and_relevant_share_the_category(name, by_id):
+    queries = _load_queries(name)
     assert len(queries) >= 12
     for q in queries:
         assert q["query"] and q["relevant_ids"] and q["near_miss_ids"], q["query"]
@@ -147,13 +185,19 @@ def test_query_ids_exist_and_relevant_share_the_category(queries, by_id):
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
+def _tokens(text: str) -> list[str]:
+    """Latin words, and each Han run's characters and pairs (the embedded engine's CJK cut)."""
+    text = text.lower()
+    runs = _HAN_RUN.findall(text)
+    pairs = [run[i : i + 2] for run in runs for i in range(len(run) - 1)]
+    return _TOKEN.findall(text) + [c for run in runs for c in run] + pairs
+
+
 def _bm25_ranking(catalog: list[dict], query: str, k1: float = 1.2, b: float = 0.75) -> list[str]:
     """Ids by plain BM25 over title, selling points, brand and category,
     roughly what the search engine ranks before the sidecar reranks."""
     docs = {
-        p["id"]: _TOKEN.findall(
-            " ".join([p["title"], *p["selling_points"], p["brand"], p["category"]]).lower()
-        )
+        p["id"]: _tokens(" ".join([p["title"], *p["selling_points"], p["brand"], p["category"]]))
         for p in catalog
     }
     n = len(docs)
@@ -163,7 +207,7 @@ def _bm25_ranking(catalog: list[dict], query: str, k1: float = 1.2, b: float = 0
     for pid, toks in docs.items():
         tf = collections.Counter(toks)
         score = 0.0
-        for t in _TOKEN.findall(query.lower()):
+        for t in _tokens(query):
             if t in tf:
                 idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
                 score += idf * tf[t] * (k1 + 1) / (tf[t] + k1 * (1 - b + b * len(toks) / avg_len))
@@ -172,10 +216,11 @@ def _bm25_ranking(catalog: list[dict], query: str, k1: float = 1.2, b: float = 0
     return [pid for _, pid in sorted(scores)]
 
 
-def test_near_misses_compete_with_relevant_products_under_bm25(catalog, queries):
+@pytest.mark.parametrize("name", ["queries.json", "queries_zh.json"])
+def test_near_misses_compete_with_relevant_products_under_bm25(catalog, name):
     # The point of the demo: lexical retrieval finds the right products but
     # ranks wrong ones among them, so reranking visibly changes the order.
-    for q in queries:
+    for q in _load_queries(name):
         ranking = _bm25_ranking(catalog, q["query"])
         top10 = ranking[:10]
         assert set(top10) & set(q["near_miss_ids"]), q["query"]
@@ -189,7 +234,7 @@ def test_committed_json_matches_the_generator(tmp_path):
     # Catches edits to taxonomy.json or generate.py without regenerating.
     # Needs no Pillow: --no-images writes only the JSON files.
     _generate(tmp_path, "--no-images")
-    for name in ("catalog.jsonl", "queries.json"):
+    for name in ("catalog.jsonl", "queries.json", "queries_zh.json"):
         assert (tmp_path / name).read_bytes() == (DEMO_DIR / name).read_bytes(), (
             f"{name} is stale: run python -m sidecar.demo.generate"
         )
