@@ -96,7 +96,7 @@ def test_uri_search_parameters_move_into_the_body() -> None:
     [
         ({"colour": "red"}, "contains unrecognized parameter: [colour]"),
         ({"routing": "a"}, "without [routing]"),
-        ({"typed_keys": "true"}, "without [typed_keys]"),
+        ({"typed_keys": "maybe"}, "only [true] or [false]"),
         ({"size": "ten"}, "Failed to parse int parameter [size]"),
         ({"explain": "maybe"}, "only [true] or [false]"),
         ({"sort": "price:up"}, "unknown order [up]"),
@@ -105,6 +105,16 @@ def test_uri_search_parameters_move_into_the_body() -> None:
 def test_bad_url_parameters_are_refused_naming_them(params: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidRequest, match=message.replace("[", r"\[").replace("]", r"\]")):
         into_body(params, {}, "/products/_search")
+
+
+def test_typed_keys_is_accepted_where_it_renames_nothing() -> None:
+    """The Java client sends typed_keys=true on every search: without aggregations or a
+    suggester it changes nothing; with them the sidecar cannot honour it and says so."""
+    body = {"query": {"match": {"title": "tent"}}}
+    assert into_body({"typed_keys": "true"}, body, "/products/_search") == body
+    for key in ("aggs", "aggregations", "suggest"):
+        with pytest.raises(InvalidRequest, match=r"without \[typed_keys\]"):
+            into_body({"typed_keys": "true"}, {**body, key: {}}, "/products/_search")
 
 
 ANSWER: dict[str, Any] = {

@@ -69,7 +69,10 @@ async def _route(index: str | None, request: Request, services: Services) -> Res
     default = index if index is not None else services.settings.engine.default_index
     params = request.query_params
     try:
-        url_params.check_known(params, url_params.MSEARCH, request.url.path)
+        searches = parse_searches(await request.body())
+        # typed_keys renames only aggregations and suggesters: accepted where there are none
+        checked = url_params.without_idle_typed_keys(params, [b for _, b in searches])
+        url_params.check_known(checked, url_params.MSEARCH, request.url.path)
         if params.get("search_type", "query_then_fetch") != "query_then_fetch":
             raise InvalidRequest("the sidecar reranks with search_type query_then_fetch only")
         concurrency = (
@@ -77,7 +80,6 @@ async def _route(index: str | None, request: Request, services: Services) -> Res
             if "max_concurrent_searches" in params
             else DEFAULT_CONCURRENCY
         )
-        searches = parse_searches(await request.body())
     except SidecarError as exc:
         return wire.error(exc, default)
     gate = asyncio.Semaphore(max(1, concurrency))

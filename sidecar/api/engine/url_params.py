@@ -5,8 +5,10 @@ query, `size`, `from`, `sort`, `_source`... override the body, as on the engines
 shapes the answer is applied to the answer (`filter_path`, `rest_total_hits_as_int`); one that
 only tunes how the engine runs (`preference`, `request_cache`, `ignore_unavailable`...) is
 accepted and has nothing to change. A parameter the sidecar cannot honour while reranking
-(`routing`, `search_type`, `typed_keys`, `suggest_*`) is a 400 that names it, and an unknown one
-is the engines' own 400 ("contains unrecognized parameter").
+(`routing`, `search_type`, `suggest_*`; `typed_keys` on a body with aggregations or a suggester)
+is a 400 that names it, and an unknown one is the engines' own 400 ("contains unrecognized
+parameter"). `typed_keys` only renames aggregations and suggesters in the answer, so on a body
+with neither it changes nothing and is accepted (the Java client sends it on every search).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _QUERY_STRING = {
 _INTS = ("from", "size", "terminate_after")
 _BOOLS = ("explain", "version", "seq_no_primary_term", "track_scores")
 _LISTS = ("stored_fields", "docvalue_fields")
+_TYPED = ("aggs", "aggregations", "suggest")  # what `typed_keys` renames in the answer
 ANSWER = frozenset({"filter_path", "rest_total_hits_as_int", "pretty", "human", "error_trace"})
 # How the engine runs the search; nothing for the sidecar to change.
 RUN = frozenset(
@@ -74,7 +77,7 @@ SEARCH = frozenset(
         "scroll",  # a scroll search is forwarded to the engine, not reranked
     }
 )
-MSEARCH = frozenset({"max_concurrent_searches", *ANSWER, *RUN, "search_type", "typed_keys"})
+MSEARCH = frozenset({"max_concurrent_searches", *ANSWER, *RUN, "search_type"})
 
 
 def check_known(params: Mapping[str, str], known: frozenset[str], path: str) -> None:
@@ -93,8 +96,20 @@ def check_known(params: Mapping[str, str], known: frozenset[str], path: str) -> 
             )
 
 
+def without_idle_typed_keys(params: Mapping[str, str], bodies: list[Any]) -> Mapping[str, str]:
+    """`params` without `typed_keys` where it would rename nothing: no body has aggregations or
+    a suggester. Otherwise `params` as they are (and check_known refuses it, naming it)."""
+    if "typed_keys" not in params:
+        return params
+    if any(isinstance(b, dict) and any(k in b for k in _TYPED) for b in bodies):
+        return params
+    flag(params, "typed_keys")  # a bad value is still the engines' 400
+    return {k: v for k, v in params.items() if k != "typed_keys"}
+
+
 def into_body(params: Mapping[str, str], body: dict[str, Any], path: str) -> dict[str, Any]:
     """The search body with the URL's search parameters applied (they win over the body)."""
+    params = without_idle_typed_keys(params, [body])
     check_known(params, SEARCH, path)
     out = dict(body)
     if "q" in params:
