@@ -44,7 +44,9 @@ def test_slow_images_are_cut_by_the_deadline_flagged_and_not_cached(
     images = loader(connect_timeout_s=10.0, read_timeout_s=10.0)  # only the deadline stops it
     cache = MemoryCache()
     pipeline = Pipeline(backend, ReadsImages(minilm), cache, RuleStore(), FieldMap(), images=images)
-    params = SearchParams(index="products", query=Query("hiking boots"), timeout_s=1.0)
+    # 4 s: the images get at most half (the 5 s host is still cut), and the model keeps enough
+    # for two short products on a busy machine, so only the image decides the outcome
+    params = SearchParams(index="products", query=Query("hiking boots"), timeout_s=4.0)
 
     async def run() -> Any:
         try:
@@ -60,7 +62,7 @@ def test_slow_images_are_cut_by_the_deadline_flagged_and_not_cached(
     assert any("timeout: deadline passed" in f for f in flags["slow"]), flags
     assert flags["fast"] == ()
     assert {"engine_budget_ms", "images_budget_ms", "model_budget_ms"} <= set(first.timings)
-    assert first.timings["images_budget_ms"] < 1000  # a share of the request's second
+    assert first.timings["images_budget_ms"] <= 2000  # at most half of the request's 4 s
     # the text-only score of the slow product was not cached; the fast one's was
     assert second.report.cache_hits == 1 and second.report.cache_misses == 1
 
