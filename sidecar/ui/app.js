@@ -123,10 +123,13 @@ function showReadiness(body) {
   const model = body.model || {};
   const engine = body.engine || {};
   modelName = model.model || "";
+  // What the scorer reads: a query in another script keeps the engine's order (and says so).
+  const reads = (model.languages || []).filter((code) => code !== "*");
+  const readsText = reads.length ? ` It reads ${reads.join(", ")}.` : "";
   for (const note of document.querySelectorAll(".model-note")) {
-    note.textContent = modelName ? `The sidecar runs ${modelName}.` : "";
+    note.textContent = modelName ? `The sidecar runs ${modelName}.${readsText}` : "";
   }
-  const parts = [`model ${model.model || "?"}: ${model.status || "?"}`];
+  const parts = [`model ${model.model || "?"}${reads.length ? ` (${reads.join(", ")})` : ""}: ${model.status || "?"}`];
   parts.push(`engine ${engine.kind || "?"}: ${engine.ready ? "up" : "down"}`);
   if (body.cache) parts.push(`cache ${body.cache.kind}: ${body.cache.ready ? "up" : "down"}`);
   const warm = model.warmup || {};

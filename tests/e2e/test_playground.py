@@ -136,6 +136,24 @@ def test_search_preview_shows_engine_and_reranked_order(
     page.screenshot(path=str(artifacts / "search.png"), full_page=False)
 
 
+def test_a_chinese_query_finds_chinese_products_and_says_the_model_cannot_read_it(
+    sidecar: LiveSidecar, open_page: Any
+) -> None:
+    """The first stage finds the Chinese demo products; the CPU default reads English only, so
+    the preview shows the engine's order and says why, and the status line says what it reads."""
+    page = open_page(sidecar.url)
+    page.wait_for_selector("#status:has-text('(en)')")
+    page.click("#tab-search")
+    page.fill("#search-query", "防水登山靴")
+    page.press("#search-query", "Enter")
+    page.wait_for_selector("#search-result:not([hidden])")
+    engine = page.locator("#search-engine > li")
+    assert engine.count() > 3
+    assert "登山靴" in engine.first.inner_text()
+    summary = page.inner_text("#search-summary")
+    assert "fallback" in summary and "does not read Han script" in summary
+
+
 def test_unknown_rules_variant_is_shown_as_a_422(sidecar: LiveSidecar, open_page: Any) -> None:
     page = open_page(sidecar.url)
     page.click("#tab-search")
