@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from sidecar.scoring.base import ModelState
 from sidecar.scoring.minilm import MiniLMScorer
 from tests.conftest import make_settings
 from tests.doubles import NeverReadyScorer
+from tests.live_server import serve_in_thread
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -145,22 +144,8 @@ class LiveSidecar:
 
 
 def start_sidecar(app: FastAPI, scorer: Any) -> LiveSidecar:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # bound here and handed over: no race for the port
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, log_level="warning", lifespan="on", ws="none", http="h11"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the sidecar did not start")
-        time.sleep(0.05)
-    return LiveSidecar(f"http://127.0.0.1:{port}", scorer, server, thread)
+    url, server, thread = serve_in_thread(app, start_timeout_s=60)
+    return LiveSidecar(url, scorer, server, thread)
 
 
 def stop_sidecar(live: LiveSidecar) -> None:

@@ -12,9 +12,7 @@ the same client directly (on the embedded default: what the catalog holds).
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +26,7 @@ from sidecar.config import Settings
 from sidecar.demo import load_catalog
 from tests.conftest import make_settings
 from tests.integration import official_clients
+from tests.live_server import serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -75,22 +74,8 @@ class LiveSidecar:
 def serve(settings: Settings, scorer: Any) -> LiveSidecar:
     """A real HTTP server (the clients need one) on a free port, sharing the loaded model."""
     app = create_app(settings, wait_for_model=True, scorer=scorer)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # bound here and handed over: no race for the port
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, log_level="warning", lifespan="on", ws="none", http="h11"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the sidecar did not start")
-        time.sleep(0.05)
-    return LiveSidecar(f"http://127.0.0.1:{port}", server, thread)
+    url, server, thread = serve_in_thread(app, start_timeout_s=120)
+    return LiveSidecar(url, server, thread)
 
 
 @pytest.fixture(scope="module")
