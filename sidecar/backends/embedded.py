@@ -287,13 +287,16 @@ class EmbeddedBackend:
 
     def info(self, major: int = 8) -> dict[str, Any]:
         """`GET /` as Elasticsearch answers it (clients read `version.number`); `major` is the
-        version the caller's client asked to be compatible with."""
+        version the caller's client asked to be compatible with. `version.distribution` is
+        OpenSearch's field: its typed clients (opensearch-java) require it, Elasticsearch's
+        clients ignore it, so one answer serves both families."""
         return {
             "name": "rerank-sidecar",
             "cluster_name": "rerank-sidecar-embedded",
             "cluster_uuid": _CLUSTER_UUID,
             "version": {
                 "number": f"{major}.0.0",
+                "distribution": "rerank-sidecar-embedded",
                 "build_flavor": "default",
                 "build_type": "embedded",
                 "build_hash": "tantivy",
