@@ -81,6 +81,7 @@ def create_app(
     )
     # added last, so outermost: a refused body still gets a request id, a log line, metrics
     app.add_middleware(RequestMiddleware, metrics=metrics, log_queries=settings.log_queries)
+    app.router.routes.append(engine.prefixed)  # first: under /_engine every path is the engine's
     app.include_router(metrics_api.router)
     app.include_router(health.router)
     app.include_router(search.router)

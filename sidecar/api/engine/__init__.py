@@ -8,16 +8,19 @@ header, the error shape), `url_params` the search URL parameters, `targets` whic
 API a path names and whether it writes, `forward` the streaming hand-over to the engine.
 
 `router` holds the reranking routes; `passthrough` is an ASGI app the app installs as its
-router's default, so it only sees what no route matched.
+router's default, so it only sees what no route matched. `prefixed` is the same drop-in alone
+under `/_engine` (`prefix`), where no sidecar route shadows an index name.
 """
 
 from fastapi import APIRouter
 
 from sidecar.api.engine import msearch, search
 from sidecar.api.engine.passthrough import passthrough
+from sidecar.api.engine.prefix import PREFIX, EnginePrefix
 
 router = APIRouter()
 router.include_router(search.router)
 router.include_router(msearch.router)
+prefixed = EnginePrefix(router, passthrough)
 
-__all__ = ["passthrough", "router"]
+__all__ = ["PREFIX", "passthrough", "prefixed", "router"]

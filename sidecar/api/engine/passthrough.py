@@ -3,7 +3,8 @@ embedded engine, answered from its read-only subset).
 
 In order, for a request no other route took:
 1. a path under one of the sidecar's own routes (`/search/x`, `/api/...`, `/ui/a/b`...) is the
-   sidecar's 404, never the engine's: its own routes keep precedence;
+   sidecar's 404, never the engine's: its own routes keep precedence (under `/_engine`, where
+   the drop-in is alone, every path is the engine's: see `prefix`);
 2. on the embedded engine, its media types are checked as the engines check them (406, 400);
    an engine judges those of what it answers itself;
 3. the index it names must be in `engine.allowed_indices` (a cluster-level read names `_all`;
@@ -31,6 +32,7 @@ from starlette.websockets import WebSocketClose
 
 from sidecar.api.engine import embedded
 from sidecar.api.engine.forward import forward, path_of
+from sidecar.api.engine.prefix import ENGINE_ONLY
 from sidecar.api.engine.targets import BODY_TARGETS, READ_POSTS, Target, body_indices, target_of
 from sidecar.api.engine.wire import WireError, plain_wire, wire_for
 from sidecar.api.mapping import allowed_index
@@ -94,6 +96,8 @@ def check_allowed(target: Target, raw: bytes, services: Services) -> None:
 def _under_sidecar_route(request: Request) -> bool:
     """True for a path under one of the sidecar's own routes (`/search/x`, `/ui/a/b`): the
     sidecar's 404, never the engine's."""
+    if request.scope.get(ENGINE_ONLY):
+        return False
     first = request.url.path.lstrip("/").split("/", 1)[0]
     return any(
         own == first and not own.startswith(("{", "_"))
