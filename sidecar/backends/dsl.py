@@ -20,7 +20,10 @@ from sidecar.errors import (
 )
 
 # Keys of the engine's answer kept in SearchResult.raw for callers that mirror the engine's shape.
-RAW_KEYS = ("took", "timed_out", "_shards", "aggregations", "suggest")
+RAW_KEYS = ("took", "timed_out", "_shards", "aggregations", "suggest", "pit_id")
+# SearchResult.raw's key for the `sort` values of the engine's last hit: where a point-in-time
+# search continues (`search_after`) once the sidecar has reranked the page.
+CONTINUE_AFTER = "continue_after"
 # The sub-field of the CJK twin of a searched field (es_integration/templates/products-cjk.json).
 CJK_SUBFIELD = "cjk"
 
@@ -49,6 +52,12 @@ def build_body(
     body["size"] = window
     body["from"] = offset
     return body
+
+
+def search_path_index(index: str, body: Mapping[str, Any]) -> str | None:
+    """The index to name in the search's path: none for a point-in-time search, whose id names
+    its indices (Elasticsearch refuses a path index beside a `pit`)."""
+    return None if body.get("pit") is not None else index
 
 
 def text_query(text: str, search_fields: Mapping[str, float]) -> dict[str, Any]:
@@ -133,6 +142,9 @@ def parse_response(response: Mapping[str, Any]) -> SearchResult:
     raw = {key: response[key] for key in RAW_KEYS if key in response}
     raw["total_relation"] = relation
     raw["max_score"] = hits_part.get("max_score")
+    last = (hits_part.get("hits") or [None])[-1]
+    if isinstance(last, Mapping) and last.get("sort") is not None:
+        raw[CONTINUE_AFTER] = last["sort"]
     return SearchResult(
         hits=hits, total=total, took_ms=float(response.get("took", 0) or 0), raw=raw
     )

@@ -60,13 +60,16 @@ class ElasticsearchBackend(EngineBackend):
             **options,
         )
 
-    async def _send(self, index: str, body: Mapping[str, Any], wait: float) -> Mapping[str, Any]:
+    async def _send(
+        self, index: str | None, body: Mapping[str, Any], wait: float
+    ) -> Mapping[str, Any]:
+        path = "/_search" if index is None else f"/{quote(index, safe=',*')}/_search"
         try:
             response = await self._client.options(request_timeout=wait).perform_request(
-                "POST", f"/{quote(index, safe=',*')}/_search", headers=HEADERS, body=body
+                "POST", path, headers=HEADERS, body=body
             )
         except (ApiError, TransportError) as exc:
-            raise self._error(exc, index, wait) from exc
+            raise self._error(exc, index or "_all", wait) from exc
         result: Mapping[str, Any] = response.body
         return result
 

@@ -88,10 +88,13 @@ class EngineBackend:
             raw_query,
         )
         wait = min(timeout, self.settings.request_timeout_s)  # the request's deadline wins
-        return dsl.parse_response(await self._send(index, body, wait))
+        return dsl.parse_response(await self._send(dsl.search_path_index(index, body), body, wait))
 
-    async def _send(self, index: str, body: Mapping[str, Any], wait: float) -> Mapping[str, Any]:
-        """POST `body` to `index`/_search within `wait` seconds; raise sidecar errors."""
+    async def _send(
+        self, index: str | None, body: Mapping[str, Any], wait: float
+    ) -> Mapping[str, Any]:
+        """POST `body` to `index`/_search (to /_search for None: a point in time) within
+        `wait` seconds; raise sidecar errors."""
         raise NotImplementedError
 
     async def readiness(self) -> Readiness:

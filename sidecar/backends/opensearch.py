@@ -49,13 +49,15 @@ class OpenSearchBackend(EngineBackend):
             **options,
         )
 
-    async def _send(self, index: str, body: Mapping[str, Any], wait: float) -> Mapping[str, Any]:
-        try:
+    async def _send(
+        self, index: str | None, body: Mapping[str, Any], wait: float
+    ) -> Mapping[str, Any]:
+        try:  # index None: POST /_search (a point in time names its indices)
             response: Mapping[str, Any] = await self._client.search(
                 index=index, body=body, params={"request_timeout": wait}
             )
         except OpenSearchException as exc:
-            raise self._error(exc, index, wait) from exc
+            raise self._error(exc, index or "_all", wait) from exc
         return response
 
     def _error(self, exc: OpenSearchException, index: str, wait: float) -> SidecarError:

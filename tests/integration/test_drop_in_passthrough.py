@@ -1,7 +1,7 @@
 """The drop-in beyond `_search`, against real Elasticsearch and real OpenSearch: what passes
 through unchanged, what is refused (writes, indices outside the allowlist), what else is
-reranked (`_msearch`, URI search), paging that keeps the engine's order (point in time,
-`search_after`, scroll), and the wire details the official clients check.
+reranked (`_msearch`, URI search, a point in time's first page), paging that keeps the engine's
+order (`search_after`, scroll, a field sort), and the wire details the official clients check.
 
 Every test runs once per engine (the `engine` fixture: the demo catalog in `products`);
 expected answers come from the engine itself, asked directly.
@@ -289,6 +289,45 @@ def test_point_in_time_pages_keep_the_engines_order(app: Any, engine: tuple[str,
         second_ids = [h["_id"] for h in second.json()["hits"]["hits"]]
         assert second_ids == [h["_id"] for h in own_second["hits"]["hits"]]
         assert second_ids and not set(second_ids) & set(ids)
+    finally:
+        closed = app.request(
+            "DELETE", close, json={"id": pit} if kind == "elasticsearch" else {"pit_id": [pit]}
+        )
+        assert closed.status_code == 200, closed.text
+
+
+def test_a_point_in_times_first_page_is_reranked_and_its_next_page_continues_the_engine(
+    app: Any, engine: tuple[str, str]
+) -> None:
+    kind, url = engine
+    pit, close = _pit(app, url, kind)
+    # by relevance, as a point in time pages it: the engines give `sort` values only for a
+    # sort, OpenSearch only with a tiebreaker
+    sort = ["_score", "_doc"]
+    page = {"query": {"match": {"title": "waterproof jacket"}}, "size": 6, "sort": sort}
+    pit_body = {"id": pit, "keep_alive": "1m"}
+    try:
+        first = app.post("/_search", json={**page, "pit": pit_body})
+        assert first.status_code == 200, first.text
+        body = first.json()
+        own = direct(url, "POST", "/_search", json={**page, "pit": pit_body}).json()
+        hits, own_hits = body["hits"]["hits"], own["hits"]["hits"]
+        # the engine's page, reordered by the model: the same hits, every one reranked
+        assert body["rerank"]["status"] == "ok" and body["rerank"]["window"] == 6
+        assert all(h["_rerank"]["reranked"] for h in hits)
+        assert sorted(h["_id"] for h in hits) == sorted(h["_id"] for h in own_hits)
+        scores = [h["_score"] for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert body["pit_id"]
+        # every hit's sort is where the engine's page ends
+        assert all(h["sort"] == own_hits[-1]["sort"] for h in hits)
+        after = hits[-1]["sort"]
+        next_page = {**page, "pit": {**pit_body, "id": body["pit_id"]}, "search_after": after}
+        second = app.post("/_search", json=next_page)
+        own_second = direct(url, "POST", "/_search", json=next_page).json()
+        second_ids = [h["_id"] for h in second.json()["hits"]["hits"]]
+        assert second_ids == [h["_id"] for h in own_second["hits"]["hits"]]
+        assert second_ids and not set(second_ids) & {h["_id"] for h in hits}
     finally:
         closed = app.request(
             "DELETE", close, json={"id": pit} if kind == "elasticsearch" else {"pit_id": [pit]}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sidecar.api.engine.msearch import parse_searches
-from sidecar.api.engine.search import find_query_text, plain_text
+from sidecar.api.engine.search import find_query_text, plain_text, sorted_by_field
 from sidecar.api.engine.targets import body_indices, target_of
 from sidecar.api.engine.url_params import filter_path, into_body, shape_answer
 from sidecar.errors import InvalidRequest
@@ -176,3 +176,24 @@ def test_query_string_text_without_its_syntax() -> None:
     assert plain_text("price:[10 TO 20] waterproof") == "10 20 waterproof"
     query = {"bool": {"must": [{"query_string": {"query": "title:(hiking boots)"}}]}}
     assert find_query_text(query) == "hiking boots"
+
+
+@pytest.mark.parametrize(
+    ("sort", "by_field"),
+    [
+        (None, False),
+        ("_score", False),
+        (["_score"], False),
+        ([{"_score": "desc"}], False),
+        ([{"_score": {"order": "desc"}}, {"_doc": "asc"}], False),  # a tiebreaker after it
+        (["_score", "_doc"], False),
+        ([{"_score": "asc"}], True),  # least relevant first: the caller's order
+        ([{"_score": {"order": "asc"}}], True),
+        (["price", "_score"], True),
+        ([{"price": "asc"}], True),
+        ([], False),  # no sort keys: relevance, as without `sort`
+    ],
+)
+def test_a_body_is_reranked_only_when_relevance_comes_first(sort: Any, by_field: bool) -> None:
+    body = {} if sort is None else {"sort": sort}
+    assert sorted_by_field(body) is by_field

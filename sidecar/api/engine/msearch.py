@@ -5,8 +5,9 @@ The body is NDJSON, a header line (`{"index": ...}`, `{}` for the path's index o
 default index) then a search body line, per search; the answer is the engines' JSON
 `{"took", "responses": [...]}` with `status` in every item. One search failing does not fail
 the others: its item is the engine-shaped error with its status (an index outside
-`engine.allowed_indices` is that item's 403). A later page (`search_after`) or a point-in-time
-search runs on the engine as it is. Searches run concurrently, at most
+`engine.allowed_indices` is that item's 403). A later page (`search_after`, of a point in time
+or not) runs on the engine as it is; the first page of a point in time is reranked within
+itself, as `_search` reranks it. Searches run concurrently, at most
 `max_concurrent_searches` at once (8 by default), at most `MAX_SEARCHES` per request.
 """
 

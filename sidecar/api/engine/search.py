@@ -11,8 +11,15 @@ URL parameters are read as the engines read them (`q=` is a URI search; see `url
 
 Kept in the engine's order: a body sorted by anything but `_score` (reranking would undo the
 sort; `rerank.status: skipped`); and sent on to the engine unchanged, its answer streamed back:
-a later page (`search_after`), a point-in-time search (`pit`, whose pages must continue each
-other) and a scroll search (`?scroll=`).
+a later page (`search_after`, with or without a point in time) and a scroll search
+(`?scroll=`).
+
+The first page of a point-in-time search (`pit`, no `search_after`) is reranked within itself:
+its window is the page (`from + size`, up to limits.max_window), so the page holds the very hits
+the engine's page holds, reordered. The answer keeps the engine's `pit_id`, and every hit's
+`sort` is the page's continuation point (the engine's sort values of its last hit), so
+`search_after` from any hit, the last one as clients take it, continues in the engine's order
+with no hit repeated and none skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from sidecar.api.engine.wire import WireError, plain_wire, read_json, wire_for
 from sidecar.api.mapping import allowed_index, refuse_scripts, search_params
 from sidecar.api.models import SearchRequest, refuse_uncarriable
 from sidecar.api.source_filter import source_entry
+from sidecar.backends.dsl import CONTINUE_AFTER
 from sidecar.errors import InvalidRequest, SidecarError
 from sidecar.observability.middleware import remember_search
 from sidecar.pipeline import PageHit, SearchOutcome
@@ -87,7 +95,7 @@ async def _route(index: str | None, request: Request, services: Services) -> Res
         if engine_paged(body, params):
             refuse_scripts(body, services)
             # a point in time names its indices itself; otherwise the path must name one
-            path = None if index is not None or "pit" in body else _search_path(target)
+            path = None if index is not None or _in_time(body) else _search_path(target)
             return await forward(request, services, raw, path)
         body = url_params.into_body(params, body, request.url.path)
         answer = await search_answer(target, body, services, request)
@@ -111,11 +119,14 @@ def search_body(body: Any) -> dict[str, Any]:
 
 def engine_paged(body: Mapping[str, Any], params: Mapping[str, str]) -> str | None:
     """Why this search must keep the engine's own paging, or None: a later `search_after`
-    page, a point in time, a scroll."""
-    for key in ("search_after", "pit"):
-        if body.get(key) is not None:
-            return key
+    page (of a point in time or not), a scroll."""
+    if body.get("search_after") is not None:
+        return "search_after"
     return "scroll" if "scroll" in params else None
+
+
+def _in_time(body: Mapping[str, Any]) -> bool:
+    return body.get("pit") is not None
 
 
 async def search_answer(
@@ -123,7 +134,7 @@ async def search_answer(
 ) -> dict[str, Any]:
     """The reranked (or, for a field sort, engine-ordered) answer to one search body."""
     refuse_scripts(body, services)
-    if _sorted_by_field(body):
+    if sorted_by_field(body):
         return await _engine_order(index, body, services, request)
     request_body, source_spec = to_search_request(index, body, services)
     try:
@@ -133,7 +144,7 @@ async def search_answer(
     outcome = await services.pipeline.search(params)
     if request is not None:
         remember_search(request, outcome, params.query.text)  # metrics and the log line
-    return render(outcome, index, source_spec, services)
+    return render(outcome, index, source_spec, services, in_time=_in_time(body))
 
 
 def to_search_request(
@@ -158,6 +169,10 @@ def to_search_request(
     if services.backend.name == "embedded":
         check_embedded(engine_body)
         raw_query = None
+    if _in_time(engine_body) and isinstance(offset, int) and isinstance(size, int):
+        # the page is its own window: search_after from it then continues the engine's order
+        window = min(offset + size, services.settings.limits.max_window)
+        rerank = {**rerank, "window": max(1, window)}
     try:
         request_body = SearchRequest.model_validate(
             {
@@ -256,13 +271,25 @@ def check_embedded(engine_body: Mapping[str, Any]) -> None:
         )
 
 
-def _sorted_by_field(body: Mapping[str, Any]) -> bool:
+def sorted_by_field(body: Mapping[str, Any]) -> bool:
+    """True when the body's order is not relevance first: a field, or `_score` ascending.
+    Keys after a leading `_score` only break its ties (OpenSearch gives a point in time's hits
+    `sort` values only with one, e.g. `["_score", "_doc"]`): the model breaks them instead."""
     sort = body.get("sort")
     if sort is None:
         return False
     items = sort if isinstance(sort, list) else [sort]
-    names = [next(iter(item), "") if isinstance(item, dict) else item for item in items]
-    return any(name != "_score" for name in names)
+    return bool(items) and not _by_relevance(items[0])
+
+
+def _by_relevance(item: Any) -> bool:
+    if item == "_score":
+        return True
+    if not isinstance(item, dict) or list(item) != ["_score"]:
+        return False
+    order = item["_score"]
+    order = order.get("order", "desc") if isinstance(order, dict) else order
+    return order == "desc"
 
 
 async def _engine_order(
@@ -288,8 +315,9 @@ async def _engine_order(
             f"timeout_ms must be an integer from 1 to {limits.max_timeout_ms}",
             field="ext.rerank.timeout_ms",
         )
+    path = b"/_search" if _in_time(engine_body) else _search_path(index)
     answer = await engine_json(
-        services, request, _search_path(index), engine_body, timeout_ms / 1000 * limits.engine_share
+        services, request, path, engine_body, timeout_ms / 1000 * limits.engine_share
     )
     for hit in answer.get("hits", {}).get("hits", []):
         if isinstance(hit, dict):
@@ -302,14 +330,23 @@ async def _engine_order(
 
 
 def render(
-    outcome: SearchOutcome, index: str, source_spec: Any, services: Services
+    outcome: SearchOutcome,
+    index: str,
+    source_spec: Any,
+    services: Services,
+    *,
+    in_time: bool = False,
 ) -> dict[str, Any]:
     raw = outcome.raw
     hits = [_hit(page_hit, index, source_spec) for page_hit in outcome.hits]
+    if in_time and raw.get(CONTINUE_AFTER) is not None:
+        for hit in hits:  # any hit's `sort` continues after the page, in the engine's order
+            hit["sort"] = raw[CONTINUE_AFTER]
     reranked = [h["_score"] for h in hits if h["_rerank"]["reranked"]]
     scores = reranked or [h["_score"] for h in hits]
     report = outcome.report
     body: dict[str, Any] = {
+        **({"pit_id": raw["pit_id"]} if "pit_id" in raw else {}),
         "took": round(outcome.timings.get("total_ms", 0.0)),
         "timed_out": bool(raw.get("timed_out", False)),
         "_shards": raw.get("_shards", ONE_SHARD),
