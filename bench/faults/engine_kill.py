@@ -29,7 +29,7 @@ from bench.faults.common import (
     status_counts,
     warm_up,
 )
-from bench.faults.report import Row
+from bench.faults.report import Row, scatter_by
 
 NAME = "engine_kill"
 TIMEOUT_MS = 2000
@@ -179,17 +179,16 @@ def rows(result: dict[str, Any]) -> list[Row]:
 
 
 def panel(ax: Any, result: dict[str, Any]) -> None:
-    records = result["records"]
     colours = {200: "#2f6fde", 503: "#e8a33d", 504: "#9b59b6", 502: "#8e6c3a"}
-    for status in sorted({r["status"] for r in records}):
-        rs = [r for r in records if r["status"] == status]
-        ax.scatter(
-            [r["t"] for r in rs],
-            [r["ms"] for r in rs],
-            s=5,
-            color=colours.get(status, "#d9534f"),
-            label=f"{status or 'no answer'} ({len(rs)})",
-        )
+    scatter_by(
+        ax,
+        result["records"],
+        lambda r: r["status"],
+        colours,
+        default="#d9534f",
+        size=5,
+        label=lambda status: str(status or "no answer"),
+    )
     marks = result["marks"]
     ax.axvline(marks["engine down"], color="#d9534f", linestyle="--", label="SIGKILL")
     ax.axvline(marks["relaunch"], color="#555555", linestyle="--", label="relaunch")

@@ -35,7 +35,7 @@ from bench.faults.common import (
     status_counts,
     warm_up,
 )
-from bench.faults.report import Row
+from bench.faults.report import Row, scatter_by
 from bench.server import free_port, serving_process
 
 NAME = "redis"
@@ -184,16 +184,14 @@ def rows(result: dict[str, Any]) -> list[Row]:
 
 def panel(ax: Any, result: dict[str, Any]) -> None:
     colours = {"ok": "#2f6fde", "unavailable": "#d9534f"}
-    records = result["records"]
-    for status in sorted({str(r.get("cache")) for r in records}):
-        rs = [r for r in records if str(r.get("cache")) == status]
-        ax.scatter(
-            [r["t"] for r in rs],
-            [r["ms"] for r in rs],
-            s=5,
-            color=colours.get(status, "#999999"),
-            label=f"cache.status {status} ({len(rs)})",
-        )
+    scatter_by(
+        ax,
+        result["records"],
+        lambda r: str(r.get("cache")),
+        colours,
+        size=5,
+        label=lambda status: f"cache.status {status}",
+    )
     ax.axvline(result["kill_s"], color="#d9534f", linestyle="--", label="redis SIGKILL")
     ax.axvline(result["restart_s"], color="#2a9d4b", linestyle="--", label="redis restart")
     if result["recover_s"] is not None:

@@ -41,7 +41,7 @@ from bench.faults.common import (
     status_counts,
 )
 from bench.faults.proxy import Proxy
-from bench.faults.report import Row
+from bench.faults.report import Row, scatter_by, slow_phase
 from bench.server import serving_process
 
 NAME = "remote"
@@ -218,21 +218,8 @@ def rows(result: dict[str, Any]) -> list[Row]:
 
 def panel(ax: Any, result: dict[str, Any]) -> None:
     colours = {"ok": "#2f6fde", "partial": "#e8a33d", "fallback": "#d9534f"}
-    records = result["records"]
-    for status in sorted({str(r.get("rerank_status")) for r in records}):
-        rs = [r for r in records if str(r.get("rerank_status")) == status]
-        ax.scatter(
-            [r["t"] for r in rs],
-            [r["ms"] for r in rs],
-            s=6,
-            color=colours.get(status, "#999999"),
-            label=f"{status} ({len(rs)})",
-        )
-    marks = result["marks"]
-    ax.axvspan(marks["slow"], marks["after"], color="#e8a33d", alpha=0.12, label="peer slow")
-    ax.axhline(result["timeout_ms"], color="#555555", linestyle="--", label="timeout_ms")
-    slack = result["slack_ms"]
-    ax.axhline(result["timeout_ms"] + slack, color="#d9534f", linestyle=":", label=f"+{slack:g} ms")
+    scatter_by(ax, result["records"], lambda r: str(r.get("rerank_status")), colours)
+    slow_phase(ax, result, "peer")
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("A's /search ms")
     ax.set_title(f"remote scorer's peer {result['delay_s']} s slow")

@@ -49,6 +49,37 @@ def table(rows: Sequence[Row]) -> str:
 Panel = Callable[[Any, dict[str, Any]], None]
 
 
+def scatter_by(
+    ax: Any,
+    records: Sequence[dict[str, Any]],
+    key: Callable[[dict[str, Any]], Any],
+    colours: dict[Any, str],
+    *,
+    default: str = "#999999",
+    size: float = 6,
+    label: Callable[[Any], str] = str,
+) -> None:
+    """Each record a point (seconds since start, ms), one colour and legend entry per key."""
+    for value in sorted({key(r) for r in records}):
+        rs = [r for r in records if key(r) == value]
+        ax.scatter(
+            [r["t"] for r in rs],
+            [r["ms"] for r in rs],
+            s=size,
+            color=colours.get(value, default),
+            label=f"{label(value)} ({len(rs)})",
+        )
+
+
+def slow_phase(ax: Any, result: dict[str, Any], what: str) -> None:
+    """The slow phase shaded, the request's timeout_ms and the slack allowed above it."""
+    marks = result["marks"]
+    ax.axvspan(marks["slow"], marks["after"], color="#e8a33d", alpha=0.12, label=f"{what} slow")
+    ax.axhline(result["timeout_ms"], color="#555555", linestyle="--", label="timeout_ms")
+    slack = result["slack_ms"]
+    ax.axhline(result["timeout_ms"] + slack, color="#d9534f", linestyle=":", label=f"+{slack:g} ms")
+
+
 def plot(results: dict[str, dict[str, Any]], panels: dict[str, Panel], path: Path) -> None:
     """One panel per scenario that ran (in `panels` order), then the status codes of all."""
     import matplotlib

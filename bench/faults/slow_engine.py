@@ -31,7 +31,7 @@ from bench.faults.common import (
     timed_search,
     warm_up,
 )
-from bench.faults.report import Row
+from bench.faults.report import Row, scatter_by, slow_phase
 
 NAME = "slow_engine"
 DELAY_S = 1.5
@@ -170,22 +170,9 @@ def rows(result: dict[str, Any]) -> list[Row]:
 
 
 def panel(ax: Any, result: dict[str, Any]) -> None:
-    records = result["records"]
     colours = {200: "#2f6fde", 504: "#e8a33d"}
-    for status in sorted({r["status"] for r in records}):
-        rs = [r for r in records if r["status"] == status]
-        ax.scatter(
-            [r["t"] for r in rs],
-            [r["ms"] for r in rs],
-            s=6,
-            color=colours.get(status, "#d9534f"),
-            label=f"{status} ({len(rs)})",
-        )
-    marks = result["marks"]
-    ax.axvspan(marks["slow"], marks["after"], color="#e8a33d", alpha=0.12, label="engine slow")
-    ax.axhline(result["timeout_ms"], color="#555555", linestyle="--", label="timeout_ms")
-    slack = result["slack_ms"]
-    ax.axhline(result["timeout_ms"] + slack, color="#d9534f", linestyle=":", label=f"+{slack:g} ms")
+    scatter_by(ax, result["records"], lambda r: r["status"], colours, default="#d9534f")
+    slow_phase(ax, result, "engine")
     ax.set_xlabel("seconds since load start")
     ax.set_ylabel("/search ms")
     ax.set_title(f"engine {result['delay_s']} s slow, timeout_ms {result['timeout_ms']}")

@@ -181,3 +181,34 @@ def test_the_table_has_a_verdict_column() -> None:
     lines = text.splitlines()
     assert lines[0].split(" | ")[-1].strip() == "verdict"
     assert lines[2].endswith("PASS") and lines[3].endswith("FAIL")
+
+
+def test_the_load_panels_draw_each_status_with_its_count_and_the_deadline() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.faults import remote, slow_engine
+
+    records = [
+        {"t": 0.1, "ms": 80.0, "status": 200, "rerank_status": "ok"},
+        {"t": 2.0, "ms": 1990.0, "status": 504, "rerank_status": "fallback"},
+        {"t": 2.5, "ms": 2010.0, "status": 504, "rerank_status": "fallback"},
+    ]
+    result = {
+        "records": records,
+        "marks": {"normal": 0.0, "slow": 1.0, "after": 3.0},
+        "timeout_ms": 2000,
+        "slack_ms": 50.0,
+        "delay_s": 1.5,
+    }
+    fig, (by_status, by_rerank) = plt.subplots(1, 2)
+    slow_engine.panel(by_status, result)
+    remote.panel(by_rerank, result)
+    labels = [t.get_text() for t in by_status.get_legend().get_texts()]
+    assert labels[:2] == ["200 (1)", "504 (2)"]
+    assert {"engine slow", "timeout_ms", "+50 ms"} <= set(labels)
+    labels = [t.get_text() for t in by_rerank.get_legend().get_texts()]
+    assert labels[:2] == ["fallback (2)", "ok (1)"] and "peer slow" in labels
+    plt.close(fig)
