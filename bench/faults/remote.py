@@ -41,7 +41,7 @@ from bench.faults.common import (
     status_counts,
 )
 from bench.faults.proxy import Proxy
-from bench.faults.report import Row, scatter_by, slow_phase
+from bench.faults.report import Row, scatter_by, slow_phase, slow_phases_p99
 from bench.server import serving_process
 
 NAME = "remote"
@@ -197,15 +197,13 @@ def _reason_kind(reason: str) -> str:
 
 
 def rows(result: dict[str, Any]) -> list[Row]:
-    p = result["p99_ms"]
     slow = result["rerank_status_slow"]
     return [
         Row(
             f"remote scorer (+{result['delay_s']} s)",
             str(result["requests"]),
             codes(result["non_2xx"]),
-            f"normal {p['normal']}, slow {p['slow']} (max {result['max_ms']['slow']}), "
-            f"after {p['after']}",
+            slow_phases_p99(result),
             f"slow: {slow.get('partial', 0)} partial, {slow.get('fallback', 0)} fallback, "
             f"{slow.get('ok', 0)} ok; {result['late']} later than {result['timeout_ms']}+"
             f"{result['slack_ms']:g} ms ({result['late_by_sidecar_clock']} by the sidecar's "

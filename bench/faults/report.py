@@ -71,6 +71,15 @@ def scatter_by(
         )
 
 
+def slow_phases_p99(result: dict[str, Any]) -> str:
+    """The p99 of a normal / slow / after load, the slow phase's max beside it."""
+    p = result["p99_ms"]
+    return (
+        f"normal {p['normal']}, slow {p['slow']} (max {result['max_ms']['slow']}), "
+        f"after {p['after']}"
+    )
+
+
 def slow_phase(ax: Any, result: dict[str, Any], what: str) -> None:
     """The slow phase shaded, the request's timeout_ms and the slack allowed above it."""
     marks = result["marks"]

@@ -31,7 +31,7 @@ from bench.faults.common import (
     timed_search,
     warm_up,
 )
-from bench.faults.report import Row, scatter_by, slow_phase
+from bench.faults.report import Row, scatter_by, slow_phase, slow_phases_p99
 
 NAME = "slow_engine"
 DELAY_S = 1.5
@@ -150,15 +150,13 @@ def send_drop_in(url: str, records: list[Record]) -> None:
 
 
 def rows(result: dict[str, Any]) -> list[Row]:
-    p = result["p99_ms"]
     slow = result["slow_status_counts"]
     return [
         Row(
             f"slow engine (+{result['delay_s']} s)",
             str(result["requests"]),
             codes(result["non_2xx"]),
-            f"normal {p['normal']}, slow {p['slow']} (max {result['max_ms']['slow']}), "
-            f"after {p['after']}",
+            slow_phases_p99(result),
             f"{slow.get('504', 0)} x 504 engine_timeout, {result['late']} later than "
             f"{result['timeout_ms']}+{result['slack_ms']:g} ms; drop-in "
             f"{codes(result['drop_in']['status_counts'])}; other phases: "
