@@ -31,12 +31,42 @@ Shape = Callable[[SidecarError, int], JSONResponse]
 DOCUMENTS_PER_SEARCH_UNIT = 100
 
 
+# The flag of a document the scorer gave no usable score (None, NaN or an infinity).
+UNSCORED = "unscored"
+# What such a document is answered with: the bottom of the [0, 1] range, after every real score.
+UNSCORED_SCORE = 0.0
+
+
+def usable(score: float | None) -> float | None:
+    """`score` as a plain float, or None when there is none to give: NaN and the infinities
+    are not JSON numbers, and the engines read `relevance_score` as a double."""
+    if score is None:
+        return None
+    value = float(score)
+    return value if math.isfinite(value) else None
+
+
 def ranking(report: ScoreReport, top_n: int | None = None) -> list[tuple[int, float]]:
-    """(request position, score) from the best score down, ties in request order; the first
-    `top_n` when it is given."""
-    scores = [s if s is not None else 0.0 for s in report.scores]
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])[:top_n]
-    return [(i, scores[i]) for i in order]
+    """(request position, score) from the best score down, ties in request order. Every
+    position comes once, a document without a usable score too: last, with UNSCORED_SCORE
+    (an engine maps scores back by position, so a missing one would break its page). The
+    first `top_n` when it is given; a `top_n` above the count is all of them (a limit)."""
+    scores = [usable(s) for s in report.scores]
+    order = sorted(range(len(scores)), key=lambda i: (scores[i] is None, -(scores[i] or 0.0)))
+    return [(i, _or_unscored(scores[i])) for i in order[:top_n]]
+
+
+def flags_of(report: ScoreReport) -> dict[int, list[str]]:
+    """Each position's flags, UNSCORED added where `ranking` answers UNSCORED_SCORE."""
+    flags = {i: list(f) for i, f in report.flags.items()}
+    for i, score in enumerate(report.scores):
+        if usable(score) is None:
+            flags.setdefault(i, []).append(UNSCORED)
+    return flags
+
+
+def _or_unscored(score: float | None) -> float:
+    return UNSCORED_SCORE if score is None else score
 
 
 def search_units(documents: int) -> int:

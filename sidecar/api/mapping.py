@@ -135,9 +135,11 @@ def to_documents(items: list[str | RerankDocument]) -> list[Document]:
 
 
 def rerank_inputs(
-    body: RerankRequest, services: Services
+    body: RerankRequest, services: Services, arrived: float | None = None
 ) -> tuple[Query, list[Document], str, float]:
-    """(query, documents, instruction, deadline) of an /api/rerank request."""
+    """(query, documents, instruction, deadline) of an /api/rerank request. The budget counts
+    from `arrived` (the perf_counter instant the request came in, RequestMiddleware) when the
+    route knows it, so reading and parsing the body come out of it too; else from now."""
     limit = services.settings.limits.max_rerank_documents
     if not body.documents:
         raise InvalidRequest("documents is empty", field="documents")
@@ -149,7 +151,8 @@ def rerank_inputs(
     documents = to_documents(body.documents)
     instruction = body.instruction or services.settings.scorer.instruction
     budget = timeout_s(body.timeout_ms, services, services.settings.limits.rerank_timeout_ms)
-    return query, documents, instruction, time.perf_counter() + budget
+    start = arrived if arrived is not None else time.perf_counter()
+    return query, documents, instruction, start + budget
 
 
 def as_rerank_request(body: V1RerankRequest) -> RerankRequest:
@@ -198,7 +201,7 @@ def v2_as_rerank_request(body: V2RerankRequest) -> RerankRequest:
 
 
 def tei_rerank_inputs(
-    body: TEIRerankRequest, services: Services
+    body: TEIRerankRequest, services: Services, arrived: float | None = None
 ) -> tuple[Query, list[Document], str, float]:
     """(query, documents, instruction, deadline) of a TEI /rerank request. Documents are cut to
     scorer.max_doc_chars at the end (`truncation_direction: right`) or, for `left`, here at the
@@ -210,7 +213,7 @@ def tei_rerank_inputs(
         query=body.query, documents=texts, instruction=body.instruction, timeout_ms=body.timeout_ms
     )
     try:
-        return rerank_inputs(request, services)
+        return rerank_inputs(request, services, arrived)
     except InvalidRequest as exc:
         if exc.field is not None and exc.field.startswith("documents"):
             exc.field = "texts" + exc.field.removeprefix("documents")

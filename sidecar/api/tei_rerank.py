@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from sidecar.api.compat import described, ranking, shaped_route
@@ -32,6 +32,7 @@ from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import tei_rerank_inputs
 from sidecar.api.models import TEIRerankRequest
 from sidecar.errors import InvalidRequest, ModelNotReady, Overloaded, ScoringFailed, SidecarError
+from sidecar.observability.middleware import arrived, remember_scoring
 
 # How far from 0 and 1 a score is taken for its log-odds, so 0 and 1 stay finite in JSON.
 _EPSILON = 1e-7
@@ -65,7 +66,7 @@ router = APIRouter(route_class=shaped_route(tei_error))
 
 @router.post("/rerank", response_model=None)
 async def tei_rerank(
-    body: TEIRerankRequest, services: ServicesDep
+    body: TEIRerankRequest, services: ServicesDep, request: Request
 ) -> list[dict[str, Any]] | JSONResponse:
     limit = services.settings.limits.max_rerank_documents
     if not body.texts:
@@ -76,7 +77,8 @@ async def tei_rerank(
             f"batch size {len(body.texts)} > maximum allowed batch size {limit}", field="texts"
         )
         return _refuse(413, over.message, "Validation", over.to_json())
-    report = await services.pipeline.rerank(*tei_rerank_inputs(body, services))
+    report = await services.pipeline.rerank(*tei_rerank_inputs(body, services, arrived(request)))
+    remember_scoring(request, report)  # metrics and the request's log line
     ranks = []
     for i, score in ranking(report):
         rank: dict[str, Any] = {"index": i, "score": _log_odds(score) if body.raw_scores else score}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from sidecar.api.compat import described, ranking, search_units, shaped_route
@@ -31,6 +31,7 @@ from sidecar.api.mapping import rerank_inputs, v2_as_rerank_request
 from sidecar.api.models import V2RerankRequest
 from sidecar.errors import InvalidRequest, SidecarError
 from sidecar.observability.logging import request_id
+from sidecar.observability.middleware import arrived, remember_scoring
 
 
 def cohere_error(error: SidecarError, status: int) -> JSONResponse:
@@ -47,8 +48,12 @@ router = APIRouter(route_class=shaped_route(cohere_error))
 
 
 @router.post("/v2/rerank")
-async def v2_rerank(body: V2RerankRequest, services: ServicesDep) -> dict[str, Any]:
-    report = await services.pipeline.rerank(*rerank_inputs(v2_as_rerank_request(body), services))
+async def v2_rerank(
+    body: V2RerankRequest, services: ServicesDep, request: Request
+) -> dict[str, Any]:
+    inputs = rerank_inputs(v2_as_rerank_request(body), services, arrived(request))
+    report = await services.pipeline.rerank(*inputs)
+    remember_scoring(request, report)  # metrics and the request's log line
     results = [{"index": i, "relevance_score": s} for i, s in ranking(report, body.top_n)]
     return {
         "id": request_id.get() or "",

@@ -3,7 +3,8 @@
 Lower layers never import prometheus. The numbers come from three places:
 
 - after a request: the HTTP middleware observes route/status/latency, and the search route hands
-  its `SearchOutcome` to `observe_search` (stage timings, rerank status, cache hits/misses);
+  its `SearchOutcome` to `observe_search` (stage timings, rerank status, cache hits/misses), the
+  rerank routes their `ScoreReport` to `observe_scoring` (its stage timings, cache hits/misses);
 - at scrape time: `ServicesCollector` reads what the parts already keep (`cache.stats()`,
   `rules.current.version`, `scorer.state`, and the micro-batcher's counters when the scorer
   has one);
@@ -27,7 +28,7 @@ from prometheus_client.registry import Collector
 from sidecar.scoring.base import Batched, SharesEmbeddings
 
 if TYPE_CHECKING:
-    from sidecar.pipeline import SearchOutcome
+    from sidecar.pipeline import ScoreReport, SearchOutcome
     from sidecar.services import Services
 
 # Latency buckets in seconds: a reranked search lives between a few ms (warm cache) and the
@@ -149,8 +150,9 @@ class Metrics:
         )
         self.stage = Histogram(
             "sidecar_stage_duration_seconds",
-            "Time spent per search stage (engine, documents, cache_get, images, model, "
-            "cache_set, rules, total).",
+            "Time spent per stage of a search or a rerank call (engine, documents, cache_get, "
+            "images, model, cache_set, rules, total; a rerank call has no engine, documents, "
+            "rules or total).",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=r,
@@ -236,10 +238,23 @@ class Metrics:
                 self.stage.labels(stage=stage).observe(ms / 1000)
         report = outcome.report
         self.rerank.labels(status=report.status, reason=reason_bucket(report.reason)).inc()
-        self.cache_lookups.labels(result="hit").inc(report.cache_hits)
-        self.cache_lookups.labels(result="miss").inc(report.cache_misses)
         self.cache_requests.labels(status=report.cache_status).inc()
         self.window.observe(outcome.window)
+        self._observe_pairs(report)
+
+    def observe_scoring(self, report: ScoreReport) -> None:
+        """What a rerank route's scoring did (no engine, no rules): the scoring stages' timings,
+        cache hits/misses and image failures. Search-only numbers (rerank status, window,
+        cache requests) stay the searches'."""
+        for key, stage in STAGES.items():
+            ms = report.timings.get(key)
+            if ms is not None:
+                self.stage.labels(stage=stage).observe(ms / 1000)
+        self._observe_pairs(report)
+
+    def _observe_pairs(self, report: ScoreReport) -> None:
+        self.cache_lookups.labels(result="hit").inc(report.cache_hits)
+        self.cache_lookups.labels(result="miss").inc(report.cache_misses)
         for flags in report.flags.values():
             for flag in flags:
                 if flag.startswith("image_failed"):

@@ -9,7 +9,8 @@ router writes into the scope, and adds nothing between the route and the respons
   searches the window, cache hits/misses/status, rerank status and reason, stage timings; the
   query text only when `log_queries` is on.
 - Metrics: request count and latency by route template, method and status; for searches the
-  outcome the route left in `request.state` (see `remember_search`).
+  outcome the route left in `request.state` (see `remember_search`), for the rerank routes
+  their score report (see `remember_scoring`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sidecar.errors import INTERNAL_ERROR
 from sidecar.observability import logging as obs_logging
 from sidecar.observability.metrics import Metrics
-from sidecar.pipeline import SearchOutcome
+from sidecar.pipeline import ScoreReport, SearchOutcome
 
 log = logging.getLogger("sidecar.request")
 
@@ -47,6 +48,12 @@ class SearchRecord:
 def remember_search(request: Request, outcome: SearchOutcome, query_text: str) -> None:
     """Called by the search route: hands the outcome to the middleware (metrics and log line)."""
     setattr(request.state, _STATE_KEY, SearchRecord(outcome, query_text))
+
+
+def remember_scoring(request: Request, report: ScoreReport) -> None:
+    """Called by the rerank routes: hands their score report to the middleware, so the pair
+    cache and model stages of an engine's rerank call show like a search's."""
+    setattr(request.state, _STATE_KEY, report)
 
 
 def request_id_from(scope: Scope) -> str:
@@ -134,6 +141,9 @@ class RequestMiddleware:
         if isinstance(record, SearchRecord):
             self.metrics.observe_search(record.outcome)
             fields.update(_search_fields(record, self.log_queries))
+        elif isinstance(record, ScoreReport):
+            self.metrics.observe_scoring(record)
+            fields.update(_scoring_fields(record))
         # 500 is a bug; 503/504 are dependencies (engine down, model loading) the caller is told.
         level = (
             logging.ERROR if status == 500 else logging.WARNING if status > 500 else logging.INFO
@@ -163,3 +173,13 @@ def _search_fields(record: SearchRecord, log_queries: bool) -> dict[str, Any]:
     if log_queries:
         fields["query"] = record.query_text
     return fields
+
+
+def _scoring_fields(report: ScoreReport) -> dict[str, Any]:
+    return {
+        "documents": len(report.scores),
+        "cache_status": report.cache_status,
+        "cache_hits": report.cache_hits,
+        "cache_misses": report.cache_misses,
+        "timings": report.timings,
+    }
