@@ -10,17 +10,23 @@ and `raw_score` / `raw_score_without` are the scorer's own.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, model_validator
 
+from sidecar.api.compat import usable
 from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import parse_query, timeout_s
 from sidecar.api.models import Body, QueryObject, QueryText
 from sidecar.deadline import Deadline
 from sidecar.documents import Document, make_document
+from sidecar.errors import ScoringFailed
+from sidecar.observability.middleware import arrived
 from sidecar.rules.engine import band_of
+from sidecar.services import Services
 
 router = APIRouter()
 
@@ -100,16 +106,17 @@ def variants(product: ExplainProduct) -> tuple[list[Document], list[tuple[str, i
 
 
 @router.post("/api/explain", response_model=ExplainResponse)
-async def explain(body: ExplainRequest, services: ServicesDep) -> dict[str, Any]:
+async def explain(body: ExplainRequest, services: ServicesDep, request: Request) -> dict[str, Any]:
     query = parse_query(body.query, services.normalizer)
-    # no engine order to fall back on: the rerank routes' budget, as /api/rerank and /v1/rerank
+    # no engine order to fall back on: the rerank routes' budget, as /api/rerank and /v1/rerank,
+    # counted from the request's arrival
     rerank_ms = services.settings.limits.rerank_timeout_ms
-    deadline = Deadline.after(timeout_s(body.timeout_ms, services, rerank_ms))
+    start = arrived(request) or time.perf_counter()
+    deadline = Deadline(start + timeout_s(body.timeout_ms, services, rerank_ms))
     documents, removed = variants(body.product)
     instruction = body.instruction or services.settings.scorer.instruction
     report = await services.pipeline.rerank(query, documents, instruction, deadline)
-    scores = [float(s) for s in report.scores if s is not None]
-    raw = [float(s) for s in report.raw_scores if s is not None]
+    scores, raw = _usable(report.scores, services), _usable(report.raw_scores, services)
     full = scores[0]
     fragments = [
         Fragment(
@@ -135,3 +142,17 @@ async def explain(body: ExplainRequest, services: ServicesDep) -> dict[str, Any]
         "cache": report.cache_summary(),
         "timings": report.timings,
     }
+
+
+def _usable(scores: Sequence[float | None], services: Services) -> list[float]:
+    """Every variant's score as a float: a fragment's delta is only meaningful beside the whole
+    product's, so a variant left without a usable one (None, NaN) fails the explanation (503)
+    rather than shifting the others onto the wrong fragments."""
+    out = [usable(s) for s in scores]
+    if any(s is None for s in out):
+        missing = sum(s is None for s in out)
+        raise ScoringFailed(
+            f"the scorer gave no usable score for {missing} of {len(out)} variants",
+            model=services.scorer.model_id,
+        )
+    return [s for s in out if s is not None]

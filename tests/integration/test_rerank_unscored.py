@@ -108,3 +108,16 @@ def test_tei_rerank_answers_every_index_once(client: Any, minilm: MiniLMScorer) 
     answer = client.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS})
     assert answer.status_code == 200, answer.text
     assert_ranked([(r["index"], r["score"]) for r in strict_json(answer.text)], minilm)
+
+
+def test_explain_refuses_an_explanation_it_cannot_score_whole(client: Any) -> None:
+    """A fragment's delta is only meaningful beside the whole product's score: without usable
+    scores the answer is the scorer's 503 (it was a 500, or deltas against the wrong fragment)."""
+    product = {"title": DOCUMENTS[UNSCORED_AT], "selling_points": ["grippy sole", "light"]}
+    answer = client.post("/api/explain", json={"query": QUERY, "product": product})
+    assert answer.status_code == 503, answer.text
+    body = strict_json(answer.text)
+    assert body["error"] == "scoring_failed" and "no usable score" in body["message"]
+    scorable = {"title": DOCUMENTS[0], "selling_points": ["grippy sole"]}
+    fine = client.post("/api/explain", json={"query": QUERY, "product": scorable})
+    assert fine.status_code == 200 and type(strict_json(fine.text)["score"]) is float
