@@ -4,16 +4,20 @@ Both engines speak the same index and `_bulk` REST API, so this talks HTTP direc
 the engine settings' URL, auth and TLS options. A document the engine refuses, or a catalog line
 that is not JSON, is reported with its line number, id and reason; the load goes on.
 
-Without a template of the caller's, the index gets `products-cjk.json` (a `.cjk` sub-field for
-Chinese, Japanese and Korean text) where the engine has the `cjk` analyzer, and `products.json`
-where it does not (Elasticsearch's integ-test-zip has no analysis-common module): the engine's
-own refusal of the analyzer decides, so no extra privilege or version table is needed.
+Without a template of the caller's, the index gets `products-cjk.json` (English stemming with
+the `english` analyzer, and a `.cjk` sub-field for Chinese, Japanese and Korean text) where the
+engine has the analysis-common module, and `products.json` (the core's `standard` analyzer: no
+stemming, no `.cjk`) where it does not (Elasticsearch's integ-test-zip). The engine's own refusal
+of one of those analyzers (`ANALYSIS_COMMON_ANALYZERS`) decides, not the engine's kind or
+version: a full Elasticsearch distribution gets the stemmed template too, and no extra privilege
+or version table is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +27,11 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from es_integration.templates import PRODUCTS_CJK_TEMPLATE, PRODUCTS_TEMPLATE
+from es_integration.templates import (
+    ANALYSIS_COMMON_ANALYZERS,
+    PRODUCTS_CJK_TEMPLATE,
+    PRODUCTS_TEMPLATE,
+)
 from sidecar.config import EngineSettings, Settings
 
 Entry = tuple[int, dict[str, Any] | None, str]  # (line number, document or None, error)
@@ -34,7 +42,16 @@ class IndexingError(RuntimeError):
 
 
 class MissingAnalyzer(IndexingError):
-    """The engine refused the template for an analyzer it does not have."""
+    """The engine refused the template for an analyzer it does not have (`analyzer`)."""
+
+    def __init__(self, message: str, analyzer: str) -> None:
+        super().__init__(message)
+        self.analyzer = analyzer
+
+
+# Both engines: "analyzer [english] has not been configured in mappings" (also nested in a
+# dynamic template's refusal).
+_MISSING_ANALYZER = re.compile(r"analyzer \[([^\]]+)\] (?:has not been configured|not found)")
 
 
 @dataclass(frozen=True)
@@ -96,25 +113,35 @@ def create_index(
     if replicas is not None:
         body.setdefault("settings", {})["number_of_replicas"] = replicas
     response = _call(client, "PUT", f"/{index}", json=body)
-    # "analyzer [cjk] has not been configured in mappings" (Elasticsearch), "... not found"
-    if response.status_code == 400 and "analyzer [cjk]" in response.text:
-        raise MissingAnalyzer(f"create index {index!r}: this engine has no `cjk` analyzer")
+    missing = _MISSING_ANALYZER.search(response.text) if response.status_code == 400 else None
+    if missing:
+        name = missing[1]
+        raise MissingAnalyzer(f"create index {index!r}: this engine has no `{name}` analyzer", name)
     _check(response, f"create index {index!r}")
     return True
 
 
-CJK_NOTE = "products-cjk.json: CJK text also in `.cjk` sub-fields (the `cjk` analyzer)"
-NO_CJK_NOTE = (
-    "products.json: this engine has no `cjk` analyzer (no analysis-common module), so CJK text "
-    "is matched by single characters (the standard analyzer)"
+STEMMED_NOTE = (
+    'products-cjk.json: English stemming (the `english` analyzer: "boot" matches "boots"), '
+    "CJK text also in `.cjk` sub-fields (the `cjk` analyzer)"
 )
+
+
+def core_note(analyzer: str) -> str:
+    """Why products.json: the analyzer the engine refused."""
+    return (
+        f"products.json: this engine has no `{analyzer}` analyzer (no analysis-common module), "
+        'so no stemming ("boot" does not match "boots") and CJK text is matched by single '
+        "characters (the standard analyzer)"
+    )
 
 
 def create_product_index(
     client: httpx.Client, index: str, *, recreate: bool = False, replicas: int | None = None
 ) -> tuple[bool, Path | None, str]:
-    """Create `index` from products-cjk.json, or from products.json where the engine has no
-    `cjk` analyzer: (created, template, why); (False, None, ...) when it exists and is kept."""
+    """Create `index` from products-cjk.json, or from products.json where the engine refuses
+    one of its analysis-common analyzers (`english`, `cjk`): (created, template, why);
+    (False, None, ...) when it exists and is kept. Any other refusal is an IndexingError."""
     try:
         created = create_index(
             client,
@@ -123,13 +150,15 @@ def create_product_index(
             recreate=recreate,
             replicas=replicas,
         )
-    except MissingAnalyzer:
+    except MissingAnalyzer as exc:
+        if exc.analyzer not in ANALYSIS_COMMON_ANALYZERS:
+            raise  # not the module's absence: a broken template is not covered up
         # Nothing was created (a recreate already deleted the old index): the core template.
         create_index(client, index, load_template(PRODUCTS_TEMPLATE), replicas=replicas)
-        return True, PRODUCTS_TEMPLATE, NO_CJK_NOTE
+        return True, PRODUCTS_TEMPLATE, core_note(exc.analyzer)
     if not created:
         return False, None, "the existing index and its mapping are kept"
-    return True, PRODUCTS_CJK_TEMPLATE, CJK_NOTE
+    return True, PRODUCTS_CJK_TEMPLATE, STEMMED_NOTE
 
 
 def read_catalog(path: Path) -> Iterator[Entry]:

@@ -38,6 +38,13 @@ from sidecar.errors import SidecarError
     help="a calibration file (from `calibrate`; default: scorer.calibration): adds the "
     "`calibrated` order, the reliability diagram and the ECE before and after",
 )
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="index settings+mappings JSON for the corpus on Elasticsearch/OpenSearch (default: the "
+    "template `rerank-sidecar index` picks for the engine)",
+)
 def eval_command(
     judged: Judged,
     config: Path | None,
@@ -45,12 +52,15 @@ def eval_command(
     out: Path,
     rules_path: Path | None,
     calibration: Path | None,
+    mapping: Path | None,
 ) -> None:
     """NDCG@10, MRR and Recall@10 of engine, reranked, model-alone and random orders on judged
     data (with calibrated and tuned orders when asked)."""
     from sidecar.evaluation.session import run_eval
 
     settings = with_model(settings_from(config), model)
+    if mapping is not None and settings.engine.kind == "embedded":
+        raise click.UsageError("--mapping is for engine.kind elasticsearch or opensearch")
     try:
         for dataset in judged.datasets():
             part, split = judged.part(dataset)
@@ -64,6 +74,7 @@ def eval_command(
                     calibration=calibration,
                     rules=rules_path,
                     split=split,
+                    mapping=mapping,
                 )
             )
     except SidecarError as exc:

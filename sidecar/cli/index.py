@@ -33,8 +33,9 @@ from sidecar.demo import CATALOG_PATH
     "--mapping",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="index settings+mappings JSON (default: templates/products-cjk.json where the engine "
-    "has the cjk analyzer, else templates/products.json)",
+    help="index settings+mappings JSON (default: templates/products-cjk.json, English stemming "
+    "and .cjk sub-fields, where the engine has the english and cjk analyzers of "
+    "analysis-common, else templates/products.json; the choice is printed)",
 )
 @click.option("--recreate", is_flag=True, help="delete the index first if it exists")
 @click.option("--replicas", type=int, default=None, help="number_of_replicas (template: 0)")

@@ -69,11 +69,13 @@ async def run_eval(
     calibration: Path | None = None,
     rules: Path | None = None,
     split: Split | None = None,
+    mapping: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate `dataset`; `echo` gets progress notes, `show` the result table. With
     `calibration` (default: the configured scorer.calibration) the report adds the calibrated
-    order and the reliability diagram; with `rules`, the tuned order. ConfigError when the
-    model does not load or the calibration is not this scorer's."""
+    order and the reliability diagram; with `rules`, the tuned order; `mapping` is the index
+    template on Elasticsearch/OpenSearch (None: the one `rerank-sidecar index` picks).
+    ConfigError when the model does not load or the calibration is not this scorer's."""
     calibration = calibration or settings.scorer.calibration
     settings = eval_settings(settings)  # reranked: the raw scores, as before any calibration
     echo(f"loading the {settings.scorer.kind} model ...")
@@ -91,7 +93,7 @@ async def run_eval(
         if rules is not None:
             variants.append(Variant("tuned", scoring, load_rules(rules)))
         index = f"eval-{dataset.name.lower()}"
-        await _index_corpus(services, index, dataset, echo)
+        template = await _index_corpus(services, index, dataset, echo, mapping)
         started = time.perf_counter()
         bar = tqdm(total=len(dataset.queries), desc=f"evaluating {dataset.name}", unit="query")
         gains: list[float] = []
@@ -112,6 +114,7 @@ async def run_eval(
             "model": services.scorer.model_id,
             "score_identity": identity_of(services.scorer),
             "engine": services.backend.name,
+            "mapping": template,
             "rules_version": services.rules.current.version,
             "tuned_rules": str(rules) if rules else None,
             "instruction": settings.scorer.instruction,
@@ -351,14 +354,19 @@ def _file_entry(path: Path) -> dict[str, Any]:
     return {"path": str(path), "name": Path(path).name, "sha256": digest}
 
 
-async def _index_corpus(services: Services, index: str, dataset: Dataset, echo: Echo) -> None:
+async def _index_corpus(
+    services: Services, index: str, dataset: Dataset, echo: Echo, template: Path | None = None
+) -> str | None:
+    """Index the corpus; the index template a real engine was given (None: embedded)."""
     from sidecar.backends.base import HoldsIndexes
 
     docs = corpus_documents(dataset)
     echo(f"indexing {len(docs)} products into {services.backend.name} index {index!r}")
     if isinstance(services.backend, HoldsIndexes):  # the embedded engine
         services.backend.add_index(index, docs, "id", SEARCH_FIELDS)
-        return
+        return None
     from sidecar.backends.indexing import load_documents  # a real engine
 
-    await load_documents(services.settings, index, docs, recreate=True)
+    report = await load_documents(services.settings, index, docs, recreate=True, template=template)
+    echo(f"mapping: {report.template} ({report.note})")
+    return str(report.template)
