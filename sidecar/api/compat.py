@@ -35,6 +35,12 @@ DOCUMENTS_PER_SEARCH_UNIT = 100
 UNSCORED = "unscored"
 # What such a document is answered with: the bottom of the [0, 1] range, after every real score.
 UNSCORED_SCORE = 0.0
+# Decimals of a score on the wire. OpenSearch's ML Commons reads the answer with json-smart,
+# which makes a number written with more than 18 characters a BigDecimal, and its Cohere
+# post-process then fails casting it to Double (the page silently keeps the engine's order):
+# Python writes a float32-derived score with up to 17 significant digits ("0.21164274215698242").
+# Eight decimals keep a score in [0, 1] to 10 characters and every model's order in practice.
+WIRE_DECIMALS = 8
 
 
 def usable(score: float | None) -> float | None:
@@ -47,7 +53,8 @@ def usable(score: float | None) -> float | None:
 
 
 def ranking(report: ScoreReport, top_n: int | None = None) -> list[tuple[int, float]]:
-    """(request position, score) from the best score down, ties in request order. Every
+    """(request position, score) from the best score down (the order of the full scores, each
+    written with WIRE_DECIMALS), ties in request order. Every
     position comes once, a document without a usable score too: last, with UNSCORED_SCORE
     (an engine maps scores back by position, so a missing one would break its page). The
     first `top_n` when it is given; a `top_n` above the count is all of them (a limit)."""
@@ -66,7 +73,7 @@ def flags_of(report: ScoreReport) -> dict[int, list[str]]:
 
 
 def _or_unscored(score: float | None) -> float:
-    return UNSCORED_SCORE if score is None else score
+    return UNSCORED_SCORE if score is None else round(score, WIRE_DECIMALS)
 
 
 def search_units(documents: int) -> int:
