@@ -5,13 +5,15 @@ import json
 import sys
 
 from .local import DEFAULT_STATE_DIR, ENGINES, START_TIMEOUT_S, EngineError, start, status, stop
+from .plugins import PLUGIN_SETS
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "start":
-            print(json.dumps(start(args.engine, args.state_dir, args.version, args.timeout)))
+            state = start(args.engine, args.state_dir, args.version, args.timeout, args.plugins)
+            print(json.dumps(state))
         elif args.command == "stop":
             stopped = stop(args.engine, args.state_dir)
             print(f"{args.engine}: {'stopped' if stopped else 'was not running'}", file=sys.stderr)
@@ -48,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
                 type=float,
                 default=START_TIMEOUT_S,
                 help=f"seconds to wait for yellow health (default: {START_TIMEOUT_S:.0f})",
+            )
+            sub.add_argument(
+                "--plugins",
+                action="append",
+                default=[],
+                choices=sorted(PLUGIN_SETS),
+                help="OpenSearch only: install a plugin set before the first start; `ml`: "
+                "job-scheduler, ml, knn, neural-search (the rerank processor), from Maven "
+                "Central. A refused download starts the node without them and says so in the "
+                "printed state (plugins_missing)",
             )
     return parser
 

@@ -5,16 +5,16 @@ into a state directory, configured for 127.0.0.1 with security off, and started 
 user when we run as root (both engines refuse to run as root). Standard library only, so this works
 before any `pip install`.
 
-One module of ~700 lines on purpose: fetching (Maven metadata, sha1 checks, a cache lock),
-laying out (config files, the engine user) and running (start, wait for health, stop by pid) are
-the steps of one lifecycle that share `EngineSpec` and the state directory's layout (unpacked
-home, pid file, ports, logs); split, each file would need the whole of that layout anyway.
+Laying out (config files, the engine user) and running (start, wait for health, stop by pid)
+stay in this one module: they are the steps of one lifecycle that share `EngineSpec` and the
+state directory's layout (unpacked home, pid file, ports, logs). Fetching from Maven (sha1 checks,
+the cache) is `maven.py`; the OpenSearch plugins installed into a home before it starts are
+`plugins.py`.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import pwd
@@ -26,13 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAVEN_URL = os.environ.get("RERANK_MAVEN_URL", "https://repo1.maven.org/maven2").rstrip("/")
+from . import plugins as plugin_sets
+from .errors import EngineError
+from .maven import download
+
 ENGINE_USER = os.environ.get("RERANK_ENGINE_USER", "rerank-engine")
 HEAP = os.environ.get("RERANK_ENGINE_HEAP", "512m")
 CLUSTER_NAME = "rerank-dev"
@@ -87,13 +90,6 @@ ENGINES = {
     ),
 }
 
-# Maven Central has the Elasticsearch 9.x integ-test-zips but no .sha1 (nor pom) next to them.
-# Pinned after checking that lib/elasticsearch-<v>.jar inside matches the checksum Maven publishes
-# for org.elasticsearch:elasticsearch:<v>.
-PINNED_SHA1 = {
-    ("elasticsearch", "9.5.3"): "b68fd022c00824b5406b0ed2df50b2bdb9e9bd0f",
-}
-
 User = pwd.struct_passwd
 
 JDK_DIRS = ("/usr/lib/jvm", "/opt/java", "/usr/local/lib/jvm")
@@ -104,10 +100,6 @@ _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _LAUNCHERS: dict[Path, subprocess.Popen] = {}
 
 
-class EngineError(RuntimeError):
-    """Raised with a message meant for a human; the CLI prints it and exits 1."""
-
-
 # ---------------------------------------------------------------- public API
 
 
@@ -116,29 +108,52 @@ def start(
     state_dir: str | os.PathLike = DEFAULT_STATE_DIR,
     version: str | None = None,
     timeout: float = START_TIMEOUT_S,
+    plugins: Sequence[str] = (),
 ) -> dict:
     """Start `engine` (downloading it if needed) and return its state: engine, version, url, pid,
-    startup_s.
+    startup_s; for OpenSearch also `plugins` (installed), and `plugins_missing` (name -> why)
+    when a plugin set asked for (`plugins=["ml"]`, see plugins.py) could not be downloaded.
 
     Idempotent: if it already runs from this state dir, its recorded state is returned.
     """
     spec = _spec(engine)
     version = version or spec.default_version
     state_dir = Path(state_dir).resolve()
+    if plugins and spec.name != "opensearch":
+        raise EngineError(f"plugins: only OpenSearch has plugin sets here, not {engine}")
+    wanted = plugin_sets.set_names(plugins)
     running = _running_state(spec, state_dir)
     if running:
         if running["version"] != version:
             raise EngineError(
                 f"{engine} {running['version']} already runs from {state_dir}; stop it first"
             )
+        known = {*running.get("plugins", ()), *running.get("plugins_missing", {})}
+        lacking = [name for name in wanted if name not in known]
+        if lacking:
+            raise EngineError(
+                f"{engine} already runs from {state_dir} without {', '.join(lacking)}; "
+                "stop it first"
+            )
         return running
 
     user = ensure_user()
     java = find_java(spec, version)
-    archive = download(spec, version)
+    archive = download(spec.group, spec.name, version)
     _make_state_dir(state_dir, user)
     home = unpack(archive, state_dir)
+    outcome = None
+    if plugins:
+        if user:
+            _chown_tree(home, user)  # the plugin tool runs as the engine user and writes here
+        outcome = plugin_sets.ensure(plugins, version, home, _engine_env(spec, home, java), user)
     state = _boot_on_free_ports(spec, version, home, java, user, timeout)
+    if spec.name == "opensearch":
+        state["plugins"] = plugin_sets.installed(home)
+    if outcome and outcome.install_s:
+        state["plugins_install_s"] = outcome.install_s
+    if outcome and outcome.missing:
+        state["plugins_missing"] = outcome.missing
     path = _state_file(spec, state_dir)
     path.write_text(json.dumps(state) + "\n")
     if user:
@@ -180,81 +195,6 @@ def status(state_dir: str | os.PathLike = DEFAULT_STATE_DIR) -> list[dict]:
 
 
 # ---------------------------------------------------------------- download and unpack
-
-
-def cache_dir() -> Path:
-    default = Path.home() / ".cache" / "rerank-sidecar" / "engines"
-    return Path(os.environ.get("RERANK_ENGINE_CACHE") or default)
-
-
-def download(spec: EngineSpec, version: str) -> Path:
-    """Return the cached, checksum-verified zip for this version, downloading it when missing."""
-    name = f"{spec.name}-{version}.zip"
-    target = cache_dir() / name
-    if target.exists():
-        return target
-    url = f"{MAVEN_URL}/{spec.group.replace('.', '/')}/{spec.name}/{version}/{name}"
-    expected = _expected_sha1(spec, version, url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f"{name}.{os.getpid()}.part")  # per-process: parallel runs don't clash
-    try:
-        actual = _fetch(url, part)
-        if actual != expected:
-            raise EngineError(f"sha1 mismatch for {url}: expected {expected}, got {actual}")
-        part.chmod(0o644)
-        part.replace(target)
-    finally:
-        part.unlink(missing_ok=True)
-    return target
-
-
-def _expected_sha1(spec: EngineSpec, version: str, url: str) -> str:
-    try:
-        with urllib.request.urlopen(url + ".sha1", timeout=30) as resp:
-            return str(resp.read().decode().split()[0].strip().lower())
-    except urllib.error.HTTPError as exc:
-        if exc.code != 404:
-            raise EngineError(f"cannot fetch {url}.sha1: {exc}") from exc
-    except OSError as exc:  # URLError: DNS, refused, timeout
-        raise EngineError(f"cannot fetch {url}.sha1: {exc}") from exc
-    pinned = PINNED_SHA1.get((spec.name, version))
-    if pinned:
-        return pinned
-    raise EngineError(
-        f"Maven has no {url}.sha1 and no checksum is pinned for {spec.name} {version}: "
-        f"verify the zip by other means and add it to PINNED_SHA1 in {__file__}"
-    )
-
-
-def _fetch(url: str, dest: Path) -> str:
-    """Stream url into dest, showing progress on stderr; return the sha1 of what was written."""
-    digest = hashlib.sha1()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp, dest.open("wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0)
-            _log(f"downloading {url} ({total / 2**20:.0f} MiB)")
-            done, shown = 0, -1
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                shown = _progress(done, total, shown)
-    except OSError as exc:  # HTTPError, URLError, timeouts, a full disk
-        raise EngineError(f"cannot download {url}: {exc}") from exc
-    if total and done != total:
-        raise EngineError(f"download of {url} stopped at {done} of {total} bytes")
-    return digest.hexdigest()
-
-
-def _progress(done: int, total: int, shown: int) -> int:
-    """Print progress in 10% steps (one rewritten line on a terminal); return the step shown."""
-    if not total:
-        return shown
-    step = done * 10 // total
-    if step != shown:
-        end = "\n" if step == 10 or not sys.stderr.isatty() else ""
-        print(f"\r  {step * 10:3d}%  {done / 2**20:6.1f} MiB", end=end, file=sys.stderr, flush=True)
-    return step
 
 
 def unpack(archive: Path, state_dir: Path) -> Path:
@@ -423,6 +363,7 @@ def write_config(spec: EngineSpec, home: Path, http_port: int, transport_port: i
         # A nearly full disk must not turn indices read-only or leave shards unassigned.
         "cluster.routing.allocation.disk.threshold_enabled": False,
         **spec.settings,
+        **plugin_sets.node_settings(home),
     }
     lines = [f"{key}: {json.dumps(value)}" for key, value in settings.items()]
     (home / "config" / spec.config_file).write_text(
@@ -435,15 +376,20 @@ def write_config(spec: EngineSpec, home: Path, http_port: int, transport_port: i
         (home / name).mkdir(exist_ok=True)
 
 
-def _launch(spec: EngineSpec, home: Path, java: Path, user: User | None) -> subprocess.Popen:
-    """Run the engine in the foreground of its own session; -p makes the JVM write its pid."""
-    env = {
+def _engine_env(spec: EngineSpec, home: Path, java: Path) -> dict[str, str]:
+    """The environment of the engine and of its tools (the plugin installer)."""
+    return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         spec.java_home_env: str(java),
         spec.opts_env: "",  # heap comes from jvm.options.d; ignore whatever the caller had
         spec.tmpdir_env: str(home / "tmp"),  # JNA and friends unpack here; keep it in the state dir
     }
+
+
+def _launch(spec: EngineSpec, home: Path, java: Path, user: User | None) -> subprocess.Popen:
+    """Run the engine in the foreground of its own session; -p makes the JVM write its pid."""
+    env = _engine_env(spec, home, java)
     # The soft open-files limit is raised to the hard one: runuser's PAM session resets it to 1024.
     cmd = [
         "sh",
