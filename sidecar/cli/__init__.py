@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from sidecar.cli.calibrate import calibrate_command
+from sidecar.cli.engine_setup import engine_setup
 from sidecar.cli.eval import eval_command
 from sidecar.cli.index import index_command
 from sidecar.cli.rules import rules
@@ -23,6 +24,7 @@ for _command in (
     demo,
     eval_command,
     calibrate_command,
+    engine_setup,
     index_command,
     rules,
     warm_command,
