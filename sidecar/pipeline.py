@@ -21,8 +21,10 @@ import asyncio
 import copy
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sidecar import documents as docs_mod
@@ -36,7 +38,7 @@ from sidecar.documents import Document
 from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.query import Query
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
-from sidecar.scoring.base import DeclaresLanguages, Scorer, Scores, identity_of
+from sidecar.scoring.base import Scorer, Scores, identity_of, languages_of
 from sidecar.scripts import unreadable_script
 
 if TYPE_CHECKING:
@@ -53,6 +55,9 @@ IMAGE_SHARE = 0.5
 CACHE_SHARE = 0.25
 # Kept back from the model's budget for what follows it (rules, the page, the JSON answer).
 ANSWER_RESERVE_S = 0.03
+# Documents made from hits, kept for the hits seen again (a warm product is read from its
+# `_source` once, not on every search that finds it): this many, the least recent dropped.
+DOCUMENT_MEMO = 8192
 
 
 class LoadedImages(Protocol):
@@ -176,6 +181,7 @@ class Pipeline:
         # Bumped by a cache flush: scores computed before it (late writes included) are not
         # written after it, so a flush is never undone by a request that was in flight.
         self.flush_epoch = 0
+        self._documents = _DocumentMemo(DOCUMENT_MEMO)
 
     def calibrated_by(self, calibration: Calibration | None) -> Pipeline:
         """A pipeline with every part of this one (scorer, cache, rules, single flight) and
@@ -211,7 +217,7 @@ class Pipeline:
             ) from exc
         t_engine = time.perf_counter()
         window_hits, tail_hits = result.hits[: p.window], result.hits[p.window :]
-        documents = docs_mod.from_hits(window_hits, self.field_map)
+        documents = self._documents.of(window_hits, self.field_map)
         t_docs = time.perf_counter()
 
         unread = self.unreadable(query)
@@ -233,17 +239,24 @@ class Pipeline:
             for i, (hit, doc) in enumerate(zip(window_hits, documents, strict=True))
         ]
         outcome = apply(rules.rules, candidates, query.text)
-        # engine_rank is the hit's position in the window: ids need not be unique there
-        ordered = [
+        # The page: the ranked window, then the engine's order beyond it. Only the page's hits
+        # are made (the rest of the window is counted, not shown). engine_rank is the hit's
+        # position in the window: ids need not be unique there.
+        end = p.offset + p.size
+        page = [
             PageHit(
                 window_hits[r.candidate.engine_rank],
                 documents[r.candidate.engine_rank],
                 r,
                 tuple(report.flags.get(r.candidate.engine_rank, ())),
             )
-            for r in outcome.ranked
+            for r in outcome.ranked[p.offset : end]
         ]
-        ordered += [PageHit(hit, docs_mod.from_hit(hit, self.field_map), None) for hit in tail_hits]
+        ranked = len(outcome.ranked)
+        page += [
+            PageHit(hit, docs_mod.from_hit(hit, self.field_map), None)
+            for hit in tail_hits[max(p.offset - ranked, 0) : max(end - ranked, 0)]
+        ]
         t_rules = time.perf_counter()
 
         timings = {
@@ -256,7 +269,7 @@ class Pipeline:
             "total_ms": _ms(started, t_rules),
         }
         return SearchOutcome(
-            hits=ordered[p.offset : p.offset + p.size],
+            hits=page,
             total=result.total,
             window=len(window_hits),
             dropped=len(outcome.dropped),
@@ -425,14 +438,15 @@ class Pipeline:
 
     def unreadable(self, query: Query) -> str | None:
         """Why the scorer cannot read the query's text (its script), or None."""
-        if not isinstance(self.scorer, DeclaresLanguages) or not query.text:
+        if not query.text:
             return None
-        script = unreadable_script(query.text, self.scorer.languages)
+        languages = languages_of(self.scorer)
+        script = unreadable_script(query.text, languages)
         if script is None:
             return None
         return (
             f"the scorer {self.scorer.model_id} does not read {script} script "
-            f"(it reads {', '.join(self.scorer.languages)}): engine order kept"
+            f"(it reads {', '.join(languages)}): engine order kept"
         )
 
     def require_ready(self) -> None:
@@ -547,6 +561,46 @@ class Pipeline:
         """Wait for late cache writes (shutdown, tests)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+class _DocumentMemo:
+    """`documents.from_hits`, remembering the last `size` hits' documents: a hit seen again
+    (same index and id, the same values in the fields the field map reads) gets the document
+    made the first time, so a warm window costs a tuple comparison per hit instead of reading
+    the fields and hashing what the model reads. from_hit reads only those fields, so the
+    document is the same whatever else the `_source` holds (the drop-in may fetch all of it,
+    /search the mapped fields); a new field map starts afresh."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._fields: FieldMap | None = None
+        self._names: list[str] = []
+        self._known: OrderedDict[tuple[str, str], tuple[tuple[Any, ...], Document]] = OrderedDict()
+
+    def of(self, hits: Sequence[Hit], field_map: FieldMap) -> list[Document]:
+        if field_map is not self._fields:
+            self._fields, self._names = field_map, field_map.source_fields()
+            self._known.clear()
+        known, names = self._known, self._names
+        out: list[Document] = []
+        for hit in hits:
+            key = (hit.index, hit.id)
+            values = tuple(map(hit.source.get, names, repeat(_ABSENT)))
+            seen = known.get(key)
+            if seen is not None and seen[0] == values:
+                known.move_to_end(key)
+                out.append(seen[1])
+                continue
+            document = docs_mod.from_hit(hit, field_map)
+            known[key] = (values, document)
+            known.move_to_end(key)
+            if len(known) > self.size:
+                known.popitem(last=False)
+            out.append(document)
+        return out
+
+
+_ABSENT = object()  # a field the `_source` does not have (not the same as one set to null)
 
 
 def _content_keys(

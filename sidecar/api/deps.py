@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from sidecar.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain function dependency in its thread pool, a thread hand-off on
+    # every request for one attribute read
     services: Services = request.app.state.services
     return services
 

@@ -49,9 +49,10 @@ def render(
 
 def _hit(page_hit: PageHit, explain: bool) -> dict[str, Any]:
     ranked = page_hit.ranked
+    source = page_hit.hit.source  # written out as it is: nothing changes it on the way
     out: dict[str, Any] = {
         "id": page_hit.document.id,
-        "source": dict(page_hit.hit.source),
+        "source": source if type(source) is dict else dict(source),
         "score": ranked.final if ranked else page_hit.hit.score,
         "model_score": ranked.candidate.model_score if ranked else None,
         "engine_score": page_hit.hit.score,

@@ -6,6 +6,7 @@ way and turn an engine's refusal into the same sidecar error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ RAW_KEYS = ("took", "timed_out", "_shards", "aggregations", "suggest", "pit_id")
 CONTINUE_AFTER = "continue_after"
 # The sub-field of the CJK twin of a searched field (es_integration/templates/products-cjk.json).
 CJK_SUBFIELD = "cjk"
+_WILDCARD = re.compile(r"[*?\[]")  # where a `_source` pattern stops being literal text
 
 
 def build_body(
@@ -106,7 +108,9 @@ def filter_clause(flt: Filter) -> dict[str, Any]:
 
 def _merge_source(requested: Any, needed: Sequence[str]) -> Any:
     """The caller's `_source` plus the fields the reranker reads (a caller's `false` still
-    fetches those: the model needs them; the drop-in endpoint trims the answer again)."""
+    fetches those: the model needs them; the drop-in endpoint trims the answer again). The
+    caller's excludes are sent on where they cannot touch a field the reranker reads, so the
+    engine does not send what nobody will see; the others are applied only to the answer."""
     if requested is True:
         return True
     if isinstance(requested, str):
@@ -115,12 +119,36 @@ def _merge_source(requested: Any, needed: Sequence[str]) -> Any:
         return list(dict.fromkeys([*requested, *needed]))
     if isinstance(requested, dict):
         includes = requested.get("includes", requested.get("include"))
-        if not includes:  # excludes only: fetch all, the model may need an excluded field
-            return True
+        excludes = _harmless_excludes(requested.get("excludes", requested.get("exclude")), needed)
+        if not includes:  # excludes only: all of it but what the reranker cannot need
+            return {"excludes": excludes} if excludes else True
         if isinstance(includes, str):
             includes = [includes]
-        return {"includes": list(dict.fromkeys([*includes, *needed]))}
+        merged: dict[str, Any] = {"includes": list(dict.fromkeys([*includes, *needed]))}
+        if excludes:
+            merged["excludes"] = excludes
+        return merged
     return list(needed)
+
+
+def _harmless_excludes(excludes: Any, needed: Sequence[str]) -> list[str]:
+    """The exclude patterns that match no field the reranker reads, no object holding one and
+    nothing inside one. A pattern matches only paths that begin with its text before its first
+    wildcard, so it is harmless when that text and every needed field are not one a prefix of
+    the other ("desc*" beside "title"; not "t*", not "title.raw", not "brand" beside
+    "brand.text")."""
+    if isinstance(excludes, str):
+        excludes = [excludes]
+    if not isinstance(excludes, list):
+        return []
+    kept = []
+    for pattern in excludes:
+        if not isinstance(pattern, str) or not pattern:
+            continue
+        literal = _WILDCARD.split(pattern, maxsplit=1)[0]
+        if all(not (n.startswith(literal) or literal.startswith(n)) for n in needed):
+            kept.append(pattern)
+    return kept
 
 
 def parse_response(response: Mapping[str, Any]) -> SearchResult:

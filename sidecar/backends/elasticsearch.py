@@ -10,10 +10,17 @@ Requests carry `compatible-with=8` media types: the 9.x client would otherwise a
 `compatible-with=9`, which Elasticsearch 8 refuses (400 media_type_header_exception), while
 Elasticsearch 9 serves v8-compatible requests as they are. One client, both majors (checked on
 8.19.21 and 9.5.3).
+
+The warm path's costs, kept small: answers are read by `codec.loads` (orjson, with the standard
+library's values); a client with the request's timeout is made once per 10 ms step of timeout
+and kept (`options()` builds a whole client each time); the client's own INFO line per request
+is left out (the sidecar's request line has `engine_ms`; its warnings still show), unless its
+logger's level was set.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -26,14 +33,24 @@ from elasticsearch import (
     TransportError,
     UnsupportedProductError,
 )
+from elasticsearch.serializer import JsonSerializer
 
-from sidecar.backends import dsl
+from sidecar.backends import codec, dsl
 from sidecar.backends.engine import PROBE_TIMEOUT_S, EngineBackend, Probe, credentials, probe_reason
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
 _V8 = "application/vnd.elasticsearch+json; compatible-with=8"
 HEADERS = {"accept": _V8, "content-type": _V8}
+_CLIENT_LOG = "elastic_transport.transport"
+_TIMEOUT_CLIENTS = 256  # distinct timeouts kept; more clears them (a rare mix of budgets)
+
+
+class FastJsonSerializer(JsonSerializer):
+    """The client's JSON serializer, reading answers with `codec.loads`."""
+
+    def json_loads(self, data: bytes) -> Any:
+        return codec.loads(data)
 
 
 class ElasticsearchBackend(EngineBackend):
@@ -57,15 +74,31 @@ class ElasticsearchBackend(EngineBackend):
             request_timeout=settings.request_timeout_s,
             max_retries=settings.retries,
             retry_on_timeout=False,  # a retry after a timeout would outlive the deadline
+            serializer=FastJsonSerializer(),
             **options,
         )
+        self._timed: dict[float, AsyncElasticsearch] = {}
+        quiet = logging.getLogger(_CLIENT_LOG)
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
+
+    def _with_timeout(self, wait: float) -> AsyncElasticsearch:
+        """The client with `wait` as its request timeout, to the nearest 10 ms (1 ms under
+        0.1 s): the pipeline's own guard allows the engine 50 ms beyond its share."""
+        step = round(wait, 2) if wait >= 0.1 else max(round(wait, 3), 0.001)
+        client = self._timed.get(step)
+        if client is None:
+            if len(self._timed) >= _TIMEOUT_CLIENTS:
+                self._timed.clear()
+            client = self._timed[step] = self._client.options(request_timeout=step)
+        return client
 
     async def _send(
         self, index: str | None, body: Mapping[str, Any], wait: float
     ) -> Mapping[str, Any]:
         path = "/_search" if index is None else f"/{quote(index, safe=',*')}/_search"
         try:
-            response = await self._client.options(request_timeout=wait).perform_request(
+            response = await self._with_timeout(wait).perform_request(
                 "POST", path, headers=HEADERS, body=body
             )
         except (ApiError, TransportError) as exc:

@@ -3,10 +3,15 @@
 Same DSL as Elasticsearch (sidecar.backends.dsl); only the client and its exceptions
 differ. OpenSearch has no Elasticsearch-style API keys: a configured `api_key` is sent as an
 `Authorization: ApiKey ...` header for proxies or security plugins that accept one.
+
+Answers are read by `codec.loads` (orjson, with the standard library's values), and the
+client's own INFO line per request is left out (the sidecar's request line has `engine_ms`; its
+warnings still show), unless its logger's level was set.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,13 +20,27 @@ from opensearchpy.exceptions import (
     ConnectionError,
     ConnectionTimeout,
     OpenSearchException,
+    SerializationError,
     TransportError,
 )
+from opensearchpy.serializer import JSONSerializer
 
-from sidecar.backends import dsl
+from sidecar.backends import codec, dsl
 from sidecar.backends.engine import PROBE_TIMEOUT_S, EngineBackend, Probe, credentials, probe_reason
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
+
+_CLIENT_LOG = "opensearch"
+
+
+class FastJSONSerializer(JSONSerializer):
+    """The client's JSON serializer, reading answers with `codec.loads`."""
+
+    def loads(self, s: str) -> Any:
+        try:
+            return codec.loads(s)
+        except (ValueError, TypeError) as e:
+            raise SerializationError(s, e) from e
 
 
 class OpenSearchBackend(EngineBackend):
@@ -46,8 +65,12 @@ class OpenSearchBackend(EngineBackend):
             timeout=settings.request_timeout_s,
             max_retries=settings.retries,
             retry_on_timeout=False,  # a retry after a timeout would outlive the deadline
+            serializer=FastJSONSerializer(),
             **options,
         )
+        quiet = logging.getLogger(_CLIENT_LOG)
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
 
     async def _send(
         self, index: str | None, body: Mapping[str, Any], wait: float

@@ -8,6 +8,7 @@ A document whose image could not be loaded is scored on its text alone.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -79,8 +80,30 @@ class IdentifiesScores(Protocol):
     score_identity: str
 
 
+# Capabilities a scorer was found to have. isinstance against a runtime Protocol looks up every
+# member (~15 us on Python 3.11) and the request path asks a few times per request; a scorer
+# does not lose an attribute it has, so a capability found once is remembered (one not found is
+# looked for again: a scorer may learn one at load).
+_FOUND: weakref.WeakKeyDictionary[Any, set[type]] = weakref.WeakKeyDictionary()
+
+
+def _has(scorer: Any, capability: type) -> bool:
+    found = _FOUND.get(scorer)
+    if found is not None and capability in found:
+        return True
+    if not isinstance(scorer, capability):
+        return False
+    try:
+        _FOUND.setdefault(scorer, set()).add(capability)
+    except TypeError:  # not weakly referenceable: looked for again next time
+        pass
+    return True
+
+
 def identity_of(scorer: Scorer) -> str:
-    return scorer.score_identity if isinstance(scorer, IdentifiesScores) else scorer.model_id
+    if _has(scorer, IdentifiesScores):
+        return str(scorer.score_identity)  # type: ignore[attr-defined]
+    return scorer.model_id
 
 
 @runtime_checkable
@@ -93,7 +116,9 @@ class DeclaresLanguages(Protocol):
 
 def languages_of(scorer: Scorer) -> tuple[str, ...]:
     """What `scorer` reads; ("*",) for one that does not say."""
-    return scorer.languages if isinstance(scorer, DeclaresLanguages) else ("*",)
+    if _has(scorer, DeclaresLanguages):
+        return tuple(scorer.languages)  # type: ignore[attr-defined]
+    return ("*",)
 
 
 @runtime_checkable
@@ -145,4 +170,4 @@ class Batched(Protocol):
     observe its batches); `batcher` is None when batching is switched off."""
 
     @property
-    def batcher(self) -> MicroBatcher[Any] | None: ...
+    def batcher(self) -> MicroBatcher[Any, Any] | None: ...

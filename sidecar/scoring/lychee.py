@@ -85,7 +85,7 @@ class LycheeScorer:
         self.state = ModelState()
         self._weights = folder_fingerprint(model_path)
         self.score_identity = self._identity(device)  # refined with the real dtype at load
-        self.batcher: MicroBatcher[Prepared] = MicroBatcher(
+        self.batcher: MicroBatcher[Prepared, float] = MicroBatcher(
             self.forward,
             max_batch=batch_size,
             max_tokens=max_batch_tokens,

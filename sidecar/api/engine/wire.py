@@ -12,6 +12,8 @@ use, the media type and product header of an answer, and the engines' error shap
   embedded engine, which imitates Elasticsearch; never in front of OpenSearch, which does not.
 - Errors: `{"error": {"root_cause": [...], "type", "reason", "sidecar": {...}}, "status": N}`,
   the engine's `type` where the engine refused; the sidecar's own error rides under `sidecar`.
+- JSON both ways through `backends.codec`: orjson's speed, the standard library's values (a
+  NaN in an answer is still refused, an integer beyond 64 bits still exact).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from sidecar.backends import codec
 from sidecar.errors import BadQuery, Forbidden, InvalidRequest, NotFound, SidecarError, status_for
 from sidecar.services import Services
 
@@ -41,6 +44,13 @@ _READABLE = {
 }
 _OTHER_FORMATS = ("application/yaml", "application/cbor", "application/smile")
 PRODUCT = {"X-Elastic-Product": "Elasticsearch"}
+
+
+class EngineJSONResponse(JSONResponse):
+    """A JSONResponse written by `codec.dumps`: the same JSON as Starlette's, faster."""
+
+    def render(self, content: Any) -> bytes:
+        return codec.dumps(content)
 
 
 class WireError(Exception):
@@ -61,7 +71,9 @@ class Wire:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def respond(self, body: Any, status: int = 200) -> JSONResponse:
-        return JSONResponse(body, status, headers=dict(self.headers), media_type=self.media_type)
+        return EngineJSONResponse(
+            body, status, headers=dict(self.headers), media_type=self.media_type
+        )
 
     def error(self, exc: SidecarError, index: str | None = None) -> JSONResponse:
         return self.respond(*error_body(exc, index))
@@ -162,7 +174,7 @@ def read_json(raw: bytes) -> Any:
 
 def loads(raw: bytes | str, where: str) -> Any:
     try:
-        return json.loads(raw)
+        return codec.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
             f"{where}: malformed JSON: {exc.msg} at {exc.pos}", field=where
