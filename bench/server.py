@@ -54,22 +54,27 @@ def serving(app: FastAPI, ready_timeout_s: float = 120.0) -> Iterator[str]:
 
 @contextmanager
 def serving_process(
-    settings: dict[str, Any], ready_timeout_s: float = 180.0
+    settings: dict[str, Any], ready_timeout_s: float = 180.0, source: Path | None = None
 ) -> Iterator[tuple[str, int]]:
     """Run `rerank-sidecar serve` with `settings` in its own process (so a load generator in
     this one does not share its interpreter); yields (base URL, pid) once it is ready and its
-    catalog warm-up is done."""
+    catalog warm-up is done. `source`: another checkout whose `sidecar` package to run (an A/B
+    comparison on the same machine at the same time), this one's when None."""
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="bench-sidecar-"))
     config = folder / "settings.yaml"
     with config.open("w", encoding="utf-8") as handle:
         YAML(typ="safe").dump({**settings, "port": port}, handle)
     log = (folder / "sidecar.log").open("wb")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env=env,
+        cwd=source,
     )
     url = f"http://127.0.0.1:{port}"
     try:
