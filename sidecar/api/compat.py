@@ -1,5 +1,6 @@
 """What the routes that speak other servers' rerank APIs share (/v1/rerank, /v2/rerank, /rerank):
-the ranking of a scored request, and a route class whose errors come out in that API's shape.
+the scoring of a request (`score_for`, /api/rerank's too), the ranking of a scored request, and a
+route class whose errors come out in that API's shape.
 
 A tool written for Cohere or text-embeddings-inference reads errors its own way (Cohere's SDK
 raises by status and keeps `{"message"}`; TEI clients read `{"error", "error_type"}`), so these
@@ -20,9 +21,13 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sidecar.api.mapping import rerank_inputs, tei_rerank_inputs
+from sidecar.api.models import RerankRequest, TEIRerankRequest
 from sidecar.api.validation import invalid_request
 from sidecar.errors import InvalidRequest, SidecarError, status_for
+from sidecar.observability.middleware import arrived, remember_scoring
 from sidecar.pipeline import ScoreReport
+from sidecar.services import Services
 
 # (error, the sidecar's status for it) -> the imitated API's answer
 Shape = Callable[[SidecarError, int], JSONResponse]
@@ -41,6 +46,22 @@ UNSCORED_SCORE = 0.0
 # Python writes a float32-derived score with up to 17 significant digits ("0.21164274215698242").
 # Eight decimals keep a score in [0, 1] to 10 characters and every model's order in practice.
 WIRE_DECIMALS = 8
+
+
+async def score_for(
+    request: Request, services: Services, body: RerankRequest | TEIRerankRequest
+) -> ScoreReport:
+    """`body` scored through the pipeline, its budget counted from the request's arrival (body
+    reading included), and the report handed to the request's metrics and log line. A TEI
+    request keeps its own mapping (api.mapping.tei_rerank_inputs: its truncation, its field
+    names in errors); the other shapes come as the /api/rerank request of the same meaning."""
+    if isinstance(body, TEIRerankRequest):
+        inputs = tei_rerank_inputs(body, services, arrived(request))
+    else:
+        inputs = rerank_inputs(body, services, arrived(request))
+    report = await services.pipeline.rerank(*inputs)
+    remember_scoring(request, report)  # metrics and the request's log line
+    return report
 
 
 def usable(score: float | None) -> float | None:

@@ -12,11 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from sidecar.api.compat import UNSCORED, flags_of, ranking
+from sidecar.api.compat import UNSCORED, flags_of, ranking, score_for
 from sidecar.api.deps import ServicesDep
-from sidecar.api.mapping import rerank_inputs
 from sidecar.api.models import RerankRequest, RerankResponse, RerankResult
-from sidecar.observability.middleware import arrived, remember_scoring
 from sidecar.rules.engine import band_of
 
 router = APIRouter()
@@ -24,8 +22,7 @@ router = APIRouter()
 
 @router.post("/api/rerank", response_model=RerankResponse)
 async def rerank(body: RerankRequest, services: ServicesDep, request: Request) -> dict[str, Any]:
-    report = await services.pipeline.rerank(*rerank_inputs(body, services, arrived(request)))
-    remember_scoring(request, report)  # metrics and the request's log line
+    report = await score_for(request, services, body)
     # by request position throughout: a document without a score must not shift the others
     flags = flags_of(report)
     rules = services.rules.current.rules

@@ -27,12 +27,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from sidecar.api.compat import described, ranking, shaped_route
+from sidecar.api.compat import described, ranking, score_for, shaped_route
 from sidecar.api.deps import ServicesDep
-from sidecar.api.mapping import tei_rerank_inputs
 from sidecar.api.models import TEIRerankRequest
 from sidecar.errors import InvalidRequest, ModelNotReady, Overloaded, ScoringFailed, SidecarError
-from sidecar.observability.middleware import arrived, remember_scoring
 
 # How far from 0 and 1 a score is taken for its log-odds, so 0 and 1 stay finite in JSON.
 _EPSILON = 1e-7
@@ -77,8 +75,7 @@ async def tei_rerank(
             f"batch size {len(body.texts)} > maximum allowed batch size {limit}", field="texts"
         )
         return _refuse(413, over.message, "Validation", over.to_json())
-    report = await services.pipeline.rerank(*tei_rerank_inputs(body, services, arrived(request)))
-    remember_scoring(request, report)  # metrics and the request's log line
+    report = await score_for(request, services, body)
     ranks = []
     for i, score in ranking(report):
         rank: dict[str, Any] = {"index": i, "score": _log_odds(score) if body.raw_scores else score}

@@ -37,12 +37,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from sidecar.api.compat import flags_of, ranking, search_units
+from sidecar.api.compat import flags_of, ranking, score_for, search_units
 from sidecar.api.deps import ServicesDep
-from sidecar.api.mapping import as_rerank_request, rerank_inputs
+from sidecar.api.mapping import as_rerank_request
 from sidecar.api.models import V1RerankRequest
 from sidecar.observability.logging import request_id
-from sidecar.observability.middleware import arrived, remember_scoring
 from sidecar.scoring.base import languages_of
 
 router = APIRouter()
@@ -52,9 +51,7 @@ router = APIRouter()
 async def v1_rerank(
     body: V1RerankRequest, services: ServicesDep, request: Request
 ) -> dict[str, Any]:
-    inputs = rerank_inputs(as_rerank_request(body), services, arrived(request))
-    report = await services.pipeline.rerank(*inputs)
-    remember_scoring(request, report)  # metrics and the request's log line
+    report = await score_for(request, services, as_rerank_request(body))
     results = []
     for i, score in ranking(report, body.top_n):
         result: dict[str, Any] = {"index": i, "relevance_score": score}

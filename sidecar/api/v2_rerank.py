@@ -25,13 +25,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from sidecar.api.compat import described, ranking, search_units, shaped_route
+from sidecar.api.compat import described, ranking, score_for, search_units, shaped_route
 from sidecar.api.deps import ServicesDep
-from sidecar.api.mapping import rerank_inputs, v2_as_rerank_request
+from sidecar.api.mapping import v2_as_rerank_request
 from sidecar.api.models import V2RerankRequest
 from sidecar.errors import InvalidRequest, SidecarError
 from sidecar.observability.logging import request_id
-from sidecar.observability.middleware import arrived, remember_scoring
 
 
 def cohere_error(error: SidecarError, status: int) -> JSONResponse:
@@ -51,9 +50,7 @@ router = APIRouter(route_class=shaped_route(cohere_error))
 async def v2_rerank(
     body: V2RerankRequest, services: ServicesDep, request: Request
 ) -> dict[str, Any]:
-    inputs = rerank_inputs(v2_as_rerank_request(body), services, arrived(request))
-    report = await services.pipeline.rerank(*inputs)
-    remember_scoring(request, report)  # metrics and the request's log line
+    report = await score_for(request, services, v2_as_rerank_request(body))
     results = [{"index": i, "relevance_score": s} for i, s in ranking(report, body.top_n)]
     return {
         "id": request_id.get() or "",

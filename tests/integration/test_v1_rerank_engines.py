@@ -22,16 +22,12 @@ from sidecar.app import create_app
 from sidecar.scoring.minilm import MiniLMScorer
 from tests.conftest import make_settings
 from tests.integration.test_observability import scrape, value
-from tests.integration.test_rerank_compat import model_order
+from tests.integration.test_rerank_compat import DOCUMENTS as COMPAT_DOCUMENTS
+from tests.integration.test_rerank_compat import QUERY, model_order
 from tests.live_server import serve_in_thread
 
-QUERY = "waterproof hiking boots"
-DOCUMENTS = [
-    "merino wool hiking socks, cushioned",
-    "waterproof leather hiking boots with a vibram sole",
-    "4 person camping tent, waterproof fly",
-    "trail running shoes, breathable mesh",
-]
+# the compat tests' documents up to the espresso machine: the outdoor gear only
+DOCUMENTS = COMPAT_DOCUMENTS[:4]
 
 
 def fresh(documents: list[str]) -> list[str]:
