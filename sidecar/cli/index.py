@@ -8,7 +8,12 @@ from pathlib import Path
 import click
 
 from sidecar.backends.indexing import IndexingError, index_catalog
-from sidecar.cli.common import config_option, settings_from
+from sidecar.cli.common import (
+    config_option,
+    engine_index_option,
+    engine_url_option,
+    settings_from,
+)
 from sidecar.config import Settings
 from sidecar.demo import CATALOG_PATH
 
@@ -21,14 +26,14 @@ from sidecar.demo import CATALOG_PATH
     default=None,
     help="engine kind (default: engine.kind of the settings)",
 )
-@click.option("--url", default=None, help="engine URL (default: the first of engine.urls)")
+@engine_url_option("engine")
 @click.option(
     "--catalog",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="JSONL catalog, one product a line (default: the demo catalog)",
 )
-@click.option("--index", "index_name", default=None, help="index (default: engine.default_index)")
+@engine_index_option("index (default: engine.default_index)", name="index_name")
 @click.option(
     "--mapping",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

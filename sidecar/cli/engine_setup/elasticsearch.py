@@ -10,14 +10,19 @@ from typing import Any
 
 import click
 
-from sidecar.cli.common import config_option, settings_from
+from sidecar.cli.common import (
+    config_option,
+    engine_index_option,
+    engine_url_option,
+    settings_from,
+)
 from sidecar.config import Settings
 from sidecar.operations.engine_setup import elasticsearch as setup
 
 
 @click.command("elasticsearch")
 @config_option("settings (engine auth and TLS, fields, search fields, limits)")
-@click.option("--url", default=None, help="Elasticsearch URL (default: the first of engine.urls)")
+@engine_url_option("Elasticsearch")
 @click.option(
     "--sidecar-url",
     required=True,
@@ -36,7 +41,7 @@ from sidecar.operations.engine_setup import elasticsearch as setup
     help="hits reranked per search, in the printed search (default and most: "
     "limits.max_rerank_documents)",
 )
-@click.option("--index", default=None, help="index of the printed search (engine.default_index)")
+@engine_index_option("index of the printed search (engine.default_index)")
 @click.option("--remove", is_flag=True, help="delete the endpoint instead")
 @click.option(
     "--print-only", is_flag=True, help="print the endpoint and the search; change nothing"

@@ -8,20 +8,25 @@ from pathlib import Path
 import click
 
 from sidecar.backends.indexing import engine_client
-from sidecar.cli.common import config_option, settings_from
+from sidecar.cli.common import (
+    config_option,
+    engine_index_option,
+    engine_url_option,
+    settings_from,
+)
 from sidecar.operations.engine_setup import opensearch
 
 
 @click.command("opensearch")
 @config_option("the sidecar's settings (engine auth and TLS, field map, deadlines)")
-@click.option("--url", default=None, help="OpenSearch URL (default: the first of engine.urls)")
+@engine_url_option("OpenSearch")
 @click.option(
     "--sidecar-url",
     default=None,
     help="this sidecar's URL as OpenSearch reaches it, e.g. http://10.0.0.5:8080 "
     "(required unless --remove)",
 )
-@click.option("--index", default=None, help="index searched (default: engine.default_index)")
+@engine_index_option("index searched (default: engine.default_index)")
 @click.option("--pipeline", default="sidecar_rerank", show_default=True, help="pipeline name")
 @click.option(
     "--timeout-ms",
