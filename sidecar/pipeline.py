@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sidecar import documents as docs_mod
 from sidecar.backends.base import Filter, Hit, SearchBackend
 from sidecar.cache.base import CacheUnavailable, ScoreCache
-from sidecar.cache.keys import pair_key
+from sidecar.cache.keys import pair_keys
 from sidecar.cache.singleflight import SingleFlight
 from sidecar.config import FieldMap
 from sidecar.deadline import Deadline
@@ -332,18 +332,14 @@ class Pipeline:
             loaded, text_only = await self._load_images(query, documents, report, deadline)
             report.timings["images_ms"] = _ms(t_images, time.perf_counter())
         query_key, content_keys = _content_keys(query, documents, loaded)
-        keys = [
-            pair_key(
-                self.cache_prefix,
-                self.scorer.model_id,
-                instruction,
-                query_key,
-                d.id,
-                content,
-                identity,
-            )
-            for d, content in zip(documents, content_keys, strict=True)
-        ]
+        keys = pair_keys(
+            self.cache_prefix,
+            self.scorer.model_id,
+            instruction,
+            query_key,
+            zip((d.id for d in documents), content_keys, strict=True),
+            identity,
+        )
         t0 = time.perf_counter()
         cached = await self._cache_get(keys, report, deadline)
         report.timings["cache_get_ms"] = _ms(t0, time.perf_counter())

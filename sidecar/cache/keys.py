@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
+from functools import lru_cache
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+@lru_cache(maxsize=64)
 def model_slug(model_id: str) -> str:
     return _UNSAFE.sub("_", model_id)[:64]
 
@@ -28,7 +31,26 @@ def pair_key(
     content_hash: str,
     identity: str = "",
 ) -> str:
-    digest = hashlib.sha256(
-        "\x1e".join((identity, instruction, query_key, doc_id, content_hash)).encode()
-    ).hexdigest()[:40]
-    return f"{prefix}{model_slug(model_id)}:{digest}"
+    return pair_keys(prefix, model_id, instruction, query_key, [(doc_id, content_hash)], identity)[
+        0
+    ]
+
+
+def pair_keys(
+    prefix: str,
+    model_id: str,
+    instruction: str,
+    query_key: str,
+    products: Iterable[tuple[str, str]],
+    identity: str = "",
+) -> list[str]:
+    """`pair_key` for each (doc_id, content_hash) of one query: the same keys, with the part
+    they share (identity, instruction, query) hashed once instead of once per product."""
+    head = f"{prefix}{model_slug(model_id)}:"
+    shared = hashlib.sha256("\x1e".join((identity, instruction, query_key, "")).encode())
+    keys = []
+    for doc_id, content_hash in products:
+        digest = shared.copy()
+        digest.update(f"{doc_id}\x1e{content_hash}".encode())
+        keys.append(head + digest.hexdigest()[:40])
+    return keys
