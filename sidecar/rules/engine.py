@@ -11,7 +11,8 @@ Rules with a scope fire only for hits of the scope's categories and queries matc
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -21,7 +22,6 @@ from sidecar.rules.schema import (
     AllOf,
     AnyOf,
     Band,
-    Bury,
     Condition,
     FieldCondition,
     Pin,
@@ -31,7 +31,7 @@ from sidecar.rules.schema import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """A hit going into the rules: engine rank and score, model score if any, business fields."""
 
@@ -42,14 +42,14 @@ class Candidate:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fired:
     rule: str
     kind: str  # drop | boost | bury | pin
     effect: str  # e.g. "x1.2", "+0.05", "model_score 0.31 < 0.4", "position 1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ranked:
     candidate: Candidate
     engine_norm: float
@@ -59,59 +59,152 @@ class Ranked:
     fired: tuple[Fired, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     ranked: list[Ranked]
     dropped: list[Ranked]
 
 
 def apply(rules: RulesFile, candidates: Sequence[Candidate], query_text: str = "") -> Outcome:
+    plan = _plan_of(rules)
     norms = _normalize([c.engine_score for c in candidates], rules.blend.engine_normalization)
-    weights = rules.blend
-    total = weights.model_weight + weights.engine_weight
+    model_weight, engine_weight = rules.blend.model_weight, rules.blend.engine_weight
+    total = model_weight + engine_weight
     pins = {p.id: p for p in rules.pins if query_matches(p.query, query_text)}
     # the query is the same for every hit: decide each rule's query scope once
-    boosts = [b for b in rules.boosts if _query_in_scope(b.scope, query_text)]
-    buries = [b for b in rules.buries if _query_in_scope(b.scope, query_text)]
-    drop_when = rules.drop.when if _query_in_scope(rules.drop.scope, query_text) else None
-    bands = sorted(rules.bands, key=lambda b: -b.gte)
+    boosts = [(b, fired) for b, fired in plan.boosts if _query_in_scope(b.rule.scope, query_text)]
+    buries = [b for b in plan.buries if _query_in_scope(b.rule.scope, query_text)]
+    drop_when = plan.drop_when if _query_in_scope(rules.drop.scope, query_text) else None
+    threshold = rules.drop.below_model_score
     kept: list[Ranked] = []
     buried: set[str] = set()
     dropped: list[Ranked] = []
     for cand, norm in zip(candidates, norms, strict=True):
-        model = cand.model_score if cand.model_score is not None else norm
-        blended = (weights.model_weight * model + weights.engine_weight * norm) / total
-        view = {
-            **cand.fields,
-            "model_score": cand.model_score,
-            "engine_score": norm,
-            "blended_score": blended,
-        }
-        fired: list[Fired] = []
-        drop_reason = _drop_reason(rules, drop_when, cand, view)
-        pin = pins.get(cand.id)
-        if drop_reason is not None and pin is not None:  # a merchandiser's pin outranks a drop
-            drop_reason = None
+        score = cand.model_score
+        blended = (model_weight * (norm if score is None else score) + engine_weight * norm) / total
+        view: dict[str, Any] | None = None  # what the conditions read, made when one does
+        drop: Fired | None = None
+        if threshold is not None and score is not None and score < threshold:
+            drop = Fired("drop.below_model_score", "drop", f"model_score {score:.3f} < {threshold}")
+        elif drop_when is not None:
+            view = _view(cand, norm, blended)
+            if drop_when.applies(view):
+                drop = _DROPPED_WHEN
+        pin = pins.get(cand.id) if pins else None
+        if drop is not None and pin is not None:  # a merchandiser's pin outranks a drop
+            drop = None
         final = blended
-        if drop_reason is None:
-            for boost in boosts:
-                if _category_in_scope(boost.scope, view) and matches(boost.when, view):
-                    final = final * boost.multiply + boost.add
-                    fired.append(Fired(boost.name, "boost", _effect(boost.multiply, boost.add)))
-            for bury in buries if pin is None else ():
-                if _category_in_scope(bury.scope, view) and _buries(bury, cand, view):
-                    fired.append(Fired(bury.name, "bury", "moved below unburied hits"))
-                    buried.add(cand.id)
-                    break
+        fired: tuple[Fired, ...]
+        if drop is None:
+            found: list[Fired] = []
+            if boosts or buries:
+                seen = view if view is not None else _view(cand, norm, blended)
+                for boost, effect in boosts:
+                    if boost.applies(seen):
+                        final = final * boost.rule.multiply + boost.rule.add
+                        found.append(effect)
+                for bury in buries if pin is None else ():
+                    if cand.id in bury.ids or bury.applies(seen):
+                        found.append(_BURIED_BY[bury.rule.name])
+                        buried.add(cand.id)
+                        break
             if pin is not None:
-                fired.append(Fired(pin.name, "pin", f"position {pin.position}"))
+                found.append(Fired(pin.name, "pin", f"position {pin.position}"))
+            fired = tuple(found)
         else:
-            fired.append(drop_reason)
-        band = _band(bands, cand.model_score)
-        ranked = Ranked(cand, norm, blended, final, band, tuple(fired))
-        (dropped if drop_reason else kept).append(ranked)
+            fired = (drop,)
+        ranked = Ranked(cand, norm, blended, final, _band(plan.bands, score), fired)
+        (dropped if drop else kept).append(ranked)
     kept.sort(key=lambda r: (r.candidate.id in buried, -r.final, r.candidate.engine_rank))
     return Outcome(ranked=_place_pins(kept, pins), dropped=dropped)
+
+
+def _view(cand: Candidate, norm: float, blended: float) -> dict[str, Any]:
+    """What a condition reads of a hit: its business fields and its scores."""
+    return {
+        **cand.fields,
+        "model_score": cand.model_score,
+        "engine_score": norm,
+        "blended_score": blended,
+    }
+
+
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A rule's category scope and condition, compiled: `applies(view)` is
+    `_category_in_scope(scope, view) and matches(when, view)` (no condition: False)."""
+
+    rule: Any  # the Boost, Bury or Drop it was made from
+    categories: tuple[Any, ...] | None
+    when: Predicate | None
+    ids: frozenset[str] = frozenset()  # a bury's ids
+
+    @classmethod
+    def of(cls, rule: Any, when: Condition | None) -> _Check:
+        scope: Scope | None = rule.scope
+        categories = tuple(scope.category) if scope is not None and scope.category else None
+        ids = frozenset(getattr(rule, "ids", None) or ())
+        return cls(rule, categories, None if when is None else compile_condition(when), ids)
+
+    def applies(self, view: Mapping[str, Any]) -> bool:
+        if self.when is None:
+            return False
+        if self.categories is not None and view.get(CATEGORY_FIELD) not in self.categories:
+            return False
+        return self.when(view)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A rules file made ready for per-hit work: conditions compiled, bands sorted."""
+
+    boosts: tuple[tuple[_Check, Fired], ...]  # each with what it reports when it fires
+    buries: tuple[_Check, ...]
+    drop_when: _Check | None
+    bands: tuple[Band, ...]
+
+    @classmethod
+    def of(cls, rules: RulesFile) -> _Plan:
+        return cls(
+            boosts=tuple(
+                (_Check.of(b, b.when), Fired(b.name, "boost", _effect(b.multiply, b.add)))
+                for b in rules.boosts
+            ),
+            buries=tuple(_Check.of(b, b.when) for b in rules.buries),
+            drop_when=None if rules.drop.when is None else _Check.of(rules.drop, rules.drop.when),
+            bands=tuple(sorted(rules.bands, key=lambda b: -b.gte)),
+        )
+
+
+# A rules file is read for every search: its plan is made once, kept by identity (the file
+# object, held here, so its id is never another's) for the last few files (variants, previews).
+_PLANS: OrderedDict[int, tuple[RulesFile, _Plan]] = OrderedDict()
+_PLANS_KEPT = 32
+_DROPPED_WHEN = Fired("drop.when", "drop", "condition matched")
+
+
+class _BuriedBy(dict[str, Fired]):
+    def __missing__(self, name: str) -> Fired:
+        self[name] = fired = Fired(name, "bury", "moved below unburied hits")
+        return fired
+
+
+_BURIED_BY = _BuriedBy()
+
+
+def _plan_of(rules: RulesFile) -> _Plan:
+    kept = _PLANS.get(id(rules))
+    if kept is not None and kept[0] is rules:
+        _PLANS.move_to_end(id(rules))
+        return kept[1]
+    plan = _Plan.of(rules)
+    _PLANS[id(rules)] = (rules, plan)
+    while len(_PLANS) > _PLANS_KEPT:
+        _PLANS.popitem(last=False)
+    return plan
 
 
 def _place_pins(ordered: list[Ranked], pins: Mapping[str, Pin]) -> list[Ranked]:
@@ -124,12 +217,6 @@ def _place_pins(ordered: list[Ranked], pins: Mapping[str, Pin]) -> list[Ranked]:
     for r in pinned:
         out.insert(min(pins[r.candidate.id].position - 1, len(out)), r)
     return out
-
-
-def _buries(bury: Bury, cand: Candidate, view: Mapping[str, Any]) -> bool:
-    return bool(bury.ids and cand.id in bury.ids) or (
-        bury.when is not None and matches(bury.when, view)
-    )
 
 
 def band_of(rules: RulesFile, score: float | None) -> str:
@@ -181,6 +268,31 @@ def matches(condition: Condition, view: Mapping[str, Any]) -> bool:
     return _field_matches(condition, view.get(condition.field))
 
 
+def compile_condition(condition: Condition) -> Predicate:
+    """`matches(condition, view)` as a function of the view, its dispatch done once."""
+    if isinstance(condition, AllOf):
+        every = tuple(map(compile_condition, condition.all))
+        return lambda view: all(part(view) for part in every)
+    if isinstance(condition, AnyOf):
+        some = tuple(map(compile_condition, condition.any))
+        return lambda view: any(part(view) for part in some)
+    name, cond = condition.field, condition
+    tests = (cond.eq, cond.in_, cond.gte, cond.lte, cond.exists)
+    floor = cond.gte
+    if floor is not None and sum(t is not None for t in tests) == 1:  # the usual "at least"
+        least: float = floor
+
+        def at_least(view: Mapping[str, Any]) -> bool:
+            value: Any = view.get(name)
+            kind = type(value)
+            if kind is float or kind is int:  # the usual values, without isinstance
+                return bool(value >= least)
+            return value is not None and _is_number(value) and bool(value >= least)
+
+        return at_least
+    return lambda view: _field_matches(cond, view.get(name))
+
+
 def _field_matches(cond: FieldCondition, value: Any) -> bool:
     if cond.exists is not None and (value is not None) != cond.exists:
         return False
@@ -195,19 +307,6 @@ def _field_matches(cond: FieldCondition, value: Any) -> bool:
     if cond.gte is not None and not (_is_number(value) and value >= cond.gte):
         return False
     return cond.lte is None or (_is_number(value) and value <= cond.lte)
-
-
-def _drop_reason(
-    rules: RulesFile, when: Condition | None, cand: Candidate, view: Mapping[str, Any]
-) -> Fired | None:
-    threshold = rules.drop.below_model_score
-    if threshold is not None and cand.model_score is not None and cand.model_score < threshold:
-        return Fired(
-            "drop.below_model_score", "drop", f"model_score {cand.model_score:.3f} < {threshold}"
-        )
-    if when is not None and _category_in_scope(rules.drop.scope, view) and matches(when, view):
-        return Fired("drop.when", "drop", "condition matched")
-    return None
 
 
 def _normalize(scores: Sequence[float], how: str) -> list[float]:

@@ -1,8 +1,20 @@
 """Rule kinds beyond blend/drop/boost: drop by field, pins, buries, scopes; and their errors."""
 
+import io
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from sidecar.rules import Candidate, RulesError, apply, check_rules, parse_rules
+from sidecar.rules.engine import compile_condition, matches
+
+
+def yaml_dump(value: dict) -> str:
+    out = io.StringIO()
+    YAML(typ="safe").dump(value, out)
+    return out.getvalue()
 
 
 def rules(text: str):
@@ -201,3 +213,59 @@ def test_the_documented_example_validates_against_the_default_field_map() -> Non
     assert check_rules(example[1], "docs/rules.md", FieldMap().business) == []
     loaded = parse_rules(example[1])
     assert [v.name for v in loaded.rules.variants] == ["stronger-best-sellers", "no-threshold"]
+
+
+# Conditions are compiled once per rules file; the compiled form must answer as `matches` does.
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(-5, 5),
+    st.just(float("nan")),
+    st.sampled_from(["Boots", "Socks", ""]),
+    st.lists(st.sampled_from(["Boots", "Socks"]), max_size=2),
+)
+_scalars = st.one_of(st.integers(-5, 5), st.sampled_from(["Boots", "Socks"]), st.booleans())
+
+
+@st.composite
+def _field_conditions(draw: st.DrawFn) -> dict:
+    tests = {
+        "eq": _scalars,
+        "in": st.lists(_scalars, min_size=1, max_size=3),
+        "gte": st.floats(-5, 5),
+        "lte": st.floats(-5, 5),
+        "exists": st.booleans(),
+    }
+    chosen = draw(st.lists(st.sampled_from(sorted(tests)), min_size=1, max_size=3, unique=True))
+    return {"field": draw(st.sampled_from(["x", "y"])), **{k: draw(tests[k]) for k in chosen}}
+
+
+_conditions = st.recursive(
+    _field_conditions(),
+    lambda inner: st.one_of(
+        st.builds(lambda parts: {"all": parts}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda parts: {"any": parts}, st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    condition=_conditions,
+    view=st.dictionaries(st.sampled_from(["x", "y"]), _values, max_size=2),
+)
+def test_a_compiled_condition_answers_as_matches_does(condition: dict, view: dict) -> None:
+    parsed = parse_rules("version: 1\n" + yaml_dump({"drop": {"when": condition}})).rules
+    when = parsed.drop.when
+    assert compile_condition(when)(view) == matches(when, view)
+
+
+def test_each_rules_file_is_applied_with_its_own_conditions() -> None:
+    low = rules("boosts: [{name: b, when: {field: sales, gte: 10}, multiply: 2}]\n")
+    high = rules("boosts: [{name: b, when: {field: sales, gte: 100}, multiply: 2}]\n")
+    hit = [cand("a", 0, 0.9, sales=50)]
+    for _ in range(2):  # the second time from the kept plans
+        assert [f.rule for f in apply(low, hit).ranked[0].fired] == ["b"]
+        assert apply(high, hit).ranked[0].fired == ()
