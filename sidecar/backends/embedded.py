@@ -28,7 +28,7 @@ from sidecar.backends.cjk import cjk_runs, spaced
 from sidecar.errors import BadQuery, InvalidRequest, NotFound
 
 _RAW = "__raw"  # suffix of the exact-match twin of a string field
-_POS = "_pos"  # stored position of the document: ids in a catalog need not be unique
+_POS = "_pos"  # position of the document in its catalog: ids in a catalog need not be unique
 # The query parser treats these as syntax; shoppers' text is never syntax.
 _SYNTAX = re.compile(r"[^\w\s]", re.UNICODE)
 # Chinese, Japanese and Korean text has no spaces between words: to the English analyzer a
@@ -104,7 +104,8 @@ class EmbeddedIndex:
 
     def _build_schema(self) -> tantivy.Schema:
         builder = tantivy.SchemaBuilder()
-        builder.add_integer_field(_POS, stored=True, indexed=False, fast=False)
+        # a fast field: a window's positions are read in one call, no stored document opened
+        builder.add_integer_field(_POS, stored=False, indexed=False, fast=True)
         for name in self.search_fields:
             builder.add_text_field(name, stored=False, tokenizer_name="en_stem")
             builder.add_text_field(name + _CJK, stored=False, tokenizer_name=_CJK_TOKENIZER)
@@ -159,12 +160,12 @@ class EmbeddedIndex:
         query = Query.boolean_query(clauses) if clauses else Query.all_query()
         searcher = self._index.searcher()
         result = searcher.search(query, limit=max(window, 1), count=True, offset=offset)
+        positions = searcher.fast_field_values(_POS, [address for _, address in result.hits])
+        ids, sources = self._ids, self._sources
         hits = []
-        for score, address in result.hits:
-            position = searcher.doc(address)[_POS][0]
-            hits.append(
-                Hit(id=self._ids[position], score=float(score), source=self._sources[position])
-            )
+        for (score, _), value in zip(result.hits, positions, strict=True):
+            position = int(value)  # type: ignore[arg-type]  # every document has one
+            hits.append(Hit(id=ids[position], score=float(score), source=sources[position]))
         return SearchResult(hits=hits[:window], total=int(getattr(result, "count", 0) or 0))
 
     def _text_query(self, text: str) -> Query:
