@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from sidecar.cli.common import config_option, settings_from
+from sidecar.config import Settings
 
 _HOST = click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 _PORT = click.option("--port", type=int, default=None, help="Port (default 8080).")
+
+
+def own_process(settings: Settings) -> None:
+    """What the serving process sets for itself: the interpreter's switch interval, so the
+    model's forward thread and the event loop hand the interpreter to each other quickly."""
+    sys.setswitchinterval(settings.scorer.gil_switch_interval_ms / 1000)
 
 
 def _serve(config: Path | None, host: str | None, port: int | None) -> None:
@@ -23,6 +31,7 @@ def _serve(config: Path | None, host: str | None, port: int | None) -> None:
     settings = settings_from(config)
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings.model_copy(update=overrides)
+    own_process(settings)
     click.echo(
         f"rerank-sidecar: engine={settings.engine.kind} scorer={settings.scorer.kind} "
         f"cache={settings.cache.kind} on http://{settings.host}:{settings.port}",
