@@ -8,9 +8,13 @@ Fields given with `extra={...}` become top-level keys. Errors carry the whole ex
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -53,21 +57,115 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def configure(level: int | str = logging.INFO, stream: IO[str] | None = None) -> logging.Handler:
-    """Send the root logger (and uvicorn's) to one JSON-lines handler on `stream` (stderr)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RequestIdFilter())
+class NeverWaits(logging.handlers.QueueHandler):
+    """The root handler of a serving process: hands each record to the writer thread and goes
+    on. Writing to stderr from the event loop would stall every request whenever whoever reads
+    the stream stalls (a full pipe blocks the write); here a full queue drops the record and
+    counts it (`dropped`), and the writer says how many once the stream moves again."""
+
+    def __init__(self, records: queue.Queue[logging.LogRecord | None]) -> None:
+        super().__init__(records)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # as it is: the writer's JsonFormatter reads the message, exc_info and extra fields
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+class _Writer(logging.handlers.QueueListener):
+    """Writes the queued records on its own thread, then reports lines dropped meanwhile."""
+
+    def __init__(self, records: queue.Queue[Any], front: NeverWaits, out: logging.Handler):
+        super().__init__(records, out)
+        self.front = front
+        self.reported = 0
+
+    def handle(self, record: logging.LogRecord) -> None:
+        super().handle(record)
+        dropped = self.front.dropped
+        if dropped > self.reported:
+            note = logging.LogRecord(
+                "sidecar.logging",
+                logging.WARNING,
+                __file__,
+                0,
+                "log lines dropped: the log stream was not read",
+                None,
+                None,
+            )
+            note.dropped_lines = dropped - self.reported
+            self.reported = dropped
+            super().handle(note)
+
+    def stop_within(self, timeout_s: float) -> None:
+        """Write what is queued and end, waiting at most `timeout_s` (a stalled stream must
+        not hold the process's exit)."""
+        thread = self._thread  # QueueListener's own
+        if thread is None:
+            return
+        try:
+            self.queue.put(self._sentinel, timeout=timeout_s)  # type: ignore[attr-defined]
+        except queue.Full:
+            return
+        thread.join(timeout_s)
+        self._thread = None
+
+
+_writer: _Writer | None = None
+QUEUED_RECORDS = 10_000  # held while the stream is stalled; then records are dropped and counted
+
+
+def configure(level: int | str = logging.INFO, stream: IO[str] | None = None) -> NeverWaits:
+    """Send the root logger (and uvicorn's) to JSON lines on `stream` (stderr), written by a
+    thread of their own (see NeverWaits). Calling it again replaces the previous set-up."""
+    global _writer
+    out = logging.StreamHandler(stream or sys.stderr)
+    out.setFormatter(JsonFormatter())
+    records: queue.Queue[Any] = queue.Queue(maxsize=QUEUED_RECORDS)
+    front = NeverWaits(records)
+    front.addFilter(RequestIdFilter())  # here: the request id lives on the caller's context
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    if _writer is not None:
+        _writer.stop_within(2.0)
+    _writer = _Writer(records, front, out)
+    _writer.start()
+    atexit.register(_writer.stop_within, 2.0)
+    root.addHandler(front)
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    return handler
+    return front
+
+
+def stop(timeout_s: float = 2.0) -> None:
+    """Undo `configure`: write what is queued (within `timeout_s`) and detach its handler."""
+    global _writer
+    if _writer is None:
+        return
+    logging.getLogger().removeHandler(_writer.front)
+    _writer.stop_within(timeout_s)
+    _writer = None
+
+
+def flush(timeout_s: float = 5.0) -> bool:
+    """Wait until the writer has written what is queued (tests; False if it did not in time)."""
+    writer = _writer
+    if writer is None:
+        return True
+    deadline = time.monotonic() + timeout_s
+    while writer.queue.unfinished_tasks and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.005)
+    return not writer.queue.unfinished_tasks  # type: ignore[attr-defined]
 
 
 def uvicorn_log_config() -> dict[str, Any]:
