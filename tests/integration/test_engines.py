@@ -323,6 +323,33 @@ def test_drop_in_without_query_text_is_400(app: Any) -> None:
     assert all(h["_rerank"]["reranked"] for h in hits)
 
 
+def test_drop_in_reads_the_text_from_opensearchs_query_context(app: Any) -> None:
+    """A body written for an OpenSearch rerank pipeline (ext.rerank.query_context) reranks with
+    the text it names, as ext.rerank.query would."""
+    only_filter = {"query": {"bool": {"filter": [{"term": {"category": "Footwear"}}]}}}
+
+    def ids(rerank: dict[str, Any], body: dict[str, Any]) -> list[str]:
+        response = drop_in(app, {**body, "size": 10, "ext": {"rerank": rerank}})
+        assert response.status_code == 200, response.text
+        return [h["_id"] for h in response.json()["hits"]["hits"]]
+
+    by_query = ids({"query": "trail running shoes"}, only_filter)
+    assert by_query
+    assert ids({"query_context": {"query_text": "trail running shoes"}}, only_filter) == by_query
+    with_clause = {
+        "query": {
+            "bool": {
+                "must": [{"match": {"title": {"query": "waterproof hiking boots"}}}],
+                "filter": [{"term": {"category": "Footwear"}}],
+            }
+        }
+    }
+    path = {"query_text_path": "query.bool.must[0].match.title.query"}
+    by_path = ids({"query_context": path}, with_clause)
+    assert by_path == ids({"query": "waterproof hiking boots"}, with_clause)
+    assert by_path != ids({"query": "trail running shoes"}, with_clause)
+
+
 def test_drop_in_source_is_trimmed_as_asked(app: Any) -> None:
     query = {"match": {"title": "sleeping bag"}}
     hits = drop_in(app, {"query": query, "_source": ["title"]}).json()["hits"]["hits"]
@@ -469,6 +496,31 @@ def test_drop_in_on_the_embedded_engine_refuses_dsl_it_cannot_run(client: Any) -
             "ext.rerank.window",
         ),
         ('{"query": {"match": {"title": "mat"}}, "size": -1}', "size"),
+        (
+            '{"query": {"match": {"title": "mat"}}, "ext": {"rerank": {"query": "mat",'
+            ' "query_context": {"query_text": "mat"}}}}',
+            "ext.rerank.query_context",
+        ),
+        (
+            '{"ext": {"rerank": {"query_context": {"query_text": "mat",'
+            ' "query_text_path": "query.match.title"}}}}',
+            "ext.rerank.query_context",
+        ),
+        ('{"ext": {"rerank": {"query_context": "mat"}}}', "ext.rerank.query_context"),
+        (
+            '{"ext": {"rerank": {"query_context": {"text": "mat"}}}}',
+            "ext.rerank.query_context.text",
+        ),
+        (
+            '{"query": {"match": {"title": "mat"}},'
+            ' "ext": {"rerank": {"query_context": {"query_text_path": "query.match.name"}}}}',
+            "ext.rerank.query_context.query_text_path",
+        ),
+        (
+            '{"query": {"match": {"title": {"query": "mat"}}},'
+            ' "ext": {"rerank": {"query_context": {"query_text_path": "query.match.title"}}}}',
+            "ext.rerank.query_context.query_text_path",
+        ),
     ],
 )
 def test_drop_in_bad_bodies_are_400_in_the_engine_error_shape(

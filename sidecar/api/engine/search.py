@@ -5,7 +5,8 @@ The body runs on the engine with `size` raised to the rerank window, the window 
 and the answer has the engine's shape (`took`, `timed_out`, `_shards`, `hits.total`,
 `hits.max_score`, `hits.hits[]` with `_score` = the final score) plus `_rerank` on every hit
 and a top-level `rerank` key. Rerank parameters come in `ext.rerank`
-({query, window, rules, instruction, timeout_ms, user_key}); without `ext.rerank.query` the text
+({query, window, rules, instruction, timeout_ms, user_key}, and OpenSearch's rerank processor's
+`query_context` {query_text | query_text_path} in place of `query`); without either the text
 is read from the first match/multi_match/query_string-like clause (never under `must_not`).
 URL parameters are read as the engines read them (`q=` is a URI search; see `url_params`).
 
@@ -52,7 +53,20 @@ router = APIRouter()
 _FIELD_CLAUSES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
 _QUERY_CLAUSES = ("multi_match", "combined_fields", "query_string", "simple_query_string")
 _SYNTAX_CLAUSES = ("query_string", "simple_query_string")
-_RERANK_KEYS = {"query", "window", "rules", "instruction", "timeout_ms", "user_key"}
+_RERANK_KEYS = {
+    "query",
+    "query_context",
+    "window",
+    "rules",
+    "instruction",
+    "timeout_ms",
+    "user_key",
+}
+# OpenSearch's rerank processor reads its text from ext.rerank.query_context: the same body
+# sent here reranks with the same text.
+_CONTEXT = "ext.rerank.query_context"
+_CONTEXT_KEYS = ("query_text", "query_text_path")
+_PATH_PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
 # Where search_params names a field of /search, the drop-in caller wrote another.
 _FIELD_NAMES = {
     "window": "ext.rerank.window",
@@ -157,6 +171,10 @@ def to_search_request(
     # Absent `_source` means all of it, as on the engine (the backend adds the reranker's fields).
     source_spec = engine_body.setdefault("_source", True)
     text = rerank.get("query")
+    if "query_context" in rerank:
+        if text is not None:
+            raise InvalidRequest(f"give ext.rerank.query or {_CONTEXT}, not both", field=_CONTEXT)
+        text = query_context_text(rerank["query_context"], body)
     if text is None:
         text = find_query_text(engine_body.get("query"))
     if not isinstance(text, str) or not text.strip():
@@ -180,7 +198,7 @@ def to_search_request(
                 "index": index,
                 "from": offset,
                 "size": size,
-                **{k: v for k, v in rerank.items() if k != "query"},
+                **{k: v for k, v in rerank.items() if k not in ("query", "query_context")},
                 "raw_query": raw_query,
             }
         )
@@ -192,6 +210,47 @@ def to_search_request(
             field=_FIELD_NAMES.get(where, where),
         ) from exc
     return request_body, source_spec
+
+
+def query_context_text(context: Any, body: Mapping[str, Any]) -> str:
+    """The text OpenSearch's rerank processor would read: `query_text`, or the string at
+    `query_text_path` in the request body (`query.match.title.query`, `$.` optional, `[n]` for
+    a list item), one of them, as OpenSearch requires."""
+    if not isinstance(context, dict):
+        raise InvalidRequest(f"{_CONTEXT} must be an object", field=_CONTEXT)
+    unknown = sorted(set(context) - set(_CONTEXT_KEYS))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown key {unknown[0]!r}; known: {', '.join(_CONTEXT_KEYS)}",
+            field=f"{_CONTEXT}.{unknown[0]}",
+        )
+    if len(context) != 1:
+        raise InvalidRequest(f"{_CONTEXT} takes query_text or query_text_path", field=_CONTEXT)
+    if "query_text" in context:
+        text = context["query_text"]
+        if not isinstance(text, str):
+            where = f"{_CONTEXT}.query_text"
+            raise InvalidRequest(f"{where} must be a string", field=where)
+        return text
+    where = f"{_CONTEXT}.query_text_path"
+    path = context["query_text_path"]
+    if not isinstance(path, str) or not path or len(path) > 1000:
+        raise InvalidRequest(f"{where} must be a path of 1 to 1000 characters", field=where)
+    node: Any = body
+    for part in path.removeprefix("$.").split("."):
+        found = _PATH_PART.fullmatch(part)
+        if found is None:
+            raise InvalidRequest(f"{where}: cannot read the path {path!r}", field=where)
+        steps: list[str | int] = [found[1], *map(int, re.findall(r"\d+", found[2]))]
+        for step in steps:
+            in_object = isinstance(step, str) and isinstance(node, Mapping) and step in node
+            in_list = isinstance(step, int) and isinstance(node, list) and step < len(node)
+            if not (in_object or in_list):
+                raise InvalidRequest(f"{where}: {path!r} names nothing in the body", field=where)
+            node = node[step]
+    if not isinstance(node, str):
+        raise InvalidRequest(f"{where}: {path!r} is not text", field=where)
+    return node
 
 
 def _pop_rerank(engine_body: dict[str, Any]) -> dict[str, Any]:
