@@ -11,6 +11,7 @@ Rules with a scope fire only for hits of the scope's categories and queries matc
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,6 +184,7 @@ class _Plan:
 # object, held here, so its id is never another's) for the last few files (variants, previews).
 _PLANS: OrderedDict[int, tuple[RulesFile, _Plan]] = OrderedDict()
 _PLANS_KEPT = 32
+_PLANS_LOCK = threading.Lock()
 _DROPPED_WHEN = Fired("drop.when", "drop", "condition matched")
 
 
@@ -196,14 +198,16 @@ _BURIED_BY = _BuriedBy()
 
 
 def _plan_of(rules: RulesFile) -> _Plan:
-    kept = _PLANS.get(id(rules))
-    if kept is not None and kept[0] is rules:
-        _PLANS.move_to_end(id(rules))
-        return kept[1]
+    with _PLANS_LOCK:  # apply is pure and may be called from several threads
+        kept = _PLANS.get(id(rules))
+        if kept is not None and kept[0] is rules:
+            _PLANS.move_to_end(id(rules))
+            return kept[1]
     plan = _Plan.of(rules)
-    _PLANS[id(rules)] = (rules, plan)
-    while len(_PLANS) > _PLANS_KEPT:
-        _PLANS.popitem(last=False)
+    with _PLANS_LOCK:
+        _PLANS[id(rules)] = (rules, plan)
+        while len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
     return plan
 
 

@@ -269,3 +269,22 @@ def test_each_rules_file_is_applied_with_its_own_conditions() -> None:
     for _ in range(2):  # the second time from the kept plans
         assert [f.rule for f in apply(low, hit).ranked[0].fired] == ["b"]
         assert apply(high, hit).ranked[0].fired == ()
+
+
+def test_rules_files_applied_from_several_threads_each_get_their_own_plan() -> None:
+    """More files than the plans kept, from several threads at once: evictions race with
+    look-ups, and every answer is still its own file's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [
+        rules(f"boosts: [{{name: b{n}, when: {{field: sales, gte: {n}}}, multiply: 2}}]\n")
+        for n in range(40)
+    ]
+    hit = [cand("a", 0, 0.9, sales=20)]
+
+    def fired(n: int) -> tuple[int, bool]:
+        return n, bool(apply(files[n], hit).ranked[0].fired)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(fired, [n % 40 for n in range(2000)]))
+    assert all(boosted == (n <= 20) for n, boosted in results)
