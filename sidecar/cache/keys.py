@@ -31,9 +31,8 @@ def pair_key(
     content_hash: str,
     identity: str = "",
 ) -> str:
-    return pair_keys(prefix, model_id, instruction, query_key, [(doc_id, content_hash)], identity)[
-        0
-    ]
+    (key,) = pair_keys(prefix, model_id, instruction, query_key, [(doc_id, content_hash)], identity)
+    return key
 
 
 def pair_keys(

@@ -74,7 +74,7 @@ def apply(rules: RulesFile, candidates: Sequence[Candidate], query_text: str = "
     pins = {p.id: p for p in rules.pins if query_matches(p.query, query_text)}
     # the query is the same for every hit: decide each rule's query scope once
     boosts = [(b, fired) for b, fired in plan.boosts if _query_in_scope(b.rule.scope, query_text)]
-    buries = [b for b in plan.buries if _query_in_scope(b.rule.scope, query_text)]
+    buries = [(b, fired) for b, fired in plan.buries if _query_in_scope(b.rule.scope, query_text)]
     drop_when = plan.drop_when if _query_in_scope(rules.drop.scope, query_text) else None
     threshold = rules.drop.below_model_score
     kept: list[Ranked] = []
@@ -104,9 +104,9 @@ def apply(rules: RulesFile, candidates: Sequence[Candidate], query_text: str = "
                     if boost.applies(seen):
                         final = final * boost.rule.multiply + boost.rule.add
                         found.append(effect)
-                for bury in buries if pin is None else ():
+                for bury, effect in buries if pin is None else ():
                     if cand.id in bury.ids or bury.applies(seen):
-                        found.append(_BURIED_BY[bury.rule.name])
+                        found.append(effect)
                         buried.add(cand.id)
                         break
             if pin is not None:
@@ -139,23 +139,18 @@ class _Check:
     `_category_in_scope(scope, view) and matches(when, view)` (no condition: False)."""
 
     rule: Any  # the Boost, Bury or Drop it was made from
-    categories: tuple[Any, ...] | None
     when: Predicate | None
     ids: frozenset[str] = frozenset()  # a bury's ids
 
     @classmethod
     def of(cls, rule: Any, when: Condition | None) -> _Check:
-        scope: Scope | None = rule.scope
-        categories = tuple(scope.category) if scope is not None and scope.category else None
         ids = frozenset(getattr(rule, "ids", None) or ())
-        return cls(rule, categories, None if when is None else compile_condition(when), ids)
+        return cls(rule, None if when is None else compile_condition(when), ids)
 
     def applies(self, view: Mapping[str, Any]) -> bool:
-        if self.when is None:
-            return False
-        if self.categories is not None and view.get(CATEGORY_FIELD) not in self.categories:
-            return False
-        return self.when(view)
+        return (
+            self.when is not None and _category_in_scope(self.rule.scope, view) and self.when(view)
+        )
 
 
 @dataclass(frozen=True)
@@ -163,7 +158,7 @@ class _Plan:
     """A rules file made ready for per-hit work: conditions compiled, bands sorted."""
 
     boosts: tuple[tuple[_Check, Fired], ...]  # each with what it reports when it fires
-    buries: tuple[_Check, ...]
+    buries: tuple[tuple[_Check, Fired], ...]
     drop_when: _Check | None
     bands: tuple[Band, ...]
 
@@ -174,7 +169,10 @@ class _Plan:
                 (_Check.of(b, b.when), Fired(b.name, "boost", _effect(b.multiply, b.add)))
                 for b in rules.boosts
             ),
-            buries=tuple(_Check.of(b, b.when) for b in rules.buries),
+            buries=tuple(
+                (_Check.of(b, b.when), Fired(b.name, "bury", "moved below unburied hits"))
+                for b in rules.buries
+            ),
             drop_when=None if rules.drop.when is None else _Check.of(rules.drop, rules.drop.when),
             bands=tuple(sorted(rules.bands, key=lambda b: -b.gte)),
         )
@@ -186,15 +184,6 @@ _PLANS: OrderedDict[int, tuple[RulesFile, _Plan]] = OrderedDict()
 _PLANS_KEPT = 32
 _PLANS_LOCK = threading.Lock()
 _DROPPED_WHEN = Fired("drop.when", "drop", "condition matched")
-
-
-class _BuriedBy(dict[str, Fired]):
-    def __missing__(self, name: str) -> Fired:
-        self[name] = fired = Fired(name, "bury", "moved below unburied hits")
-        return fired
-
-
-_BURIED_BY = _BuriedBy()
 
 
 def _plan_of(rules: RulesFile) -> _Plan:
@@ -250,10 +239,6 @@ def _compiled(pattern: QueryPattern) -> re.Pattern[str]:
     return pattern.compiled()
 
 
-def in_scope(scope: Scope | None, view: Mapping[str, Any], query_text: str) -> bool:
-    return _query_in_scope(scope, query_text) and _category_in_scope(scope, view)
-
-
 def _query_in_scope(scope: Scope | None, query_text: str) -> bool:
     return (
         scope is None or not scope.query or any(query_matches(p, query_text) for p in scope.query)
@@ -265,6 +250,8 @@ def _category_in_scope(scope: Scope | None, view: Mapping[str, Any]) -> bool:
 
 
 def matches(condition: Condition, view: Mapping[str, Any]) -> bool:
+    """Whether `view` meets `condition`: the definition, read straight from the schema
+    (`compile_condition` is its fast form, checked against it by tests/unit/test_rules_kinds)."""
     if isinstance(condition, AllOf):
         return all(matches(c, view) for c in condition.all)
     if isinstance(condition, AnyOf):
