@@ -44,7 +44,7 @@ from sidecar.query import Normalizer
 from sidecar.wiring import build_backend
 
 WINDOW = 100
-# The README's fields for the engines: brand and category are keywords, `.text` is full text.
+# The engines' fields of docs/engines.md: brand and category are keywords, `.text` is full text.
 ENGINE_FIELDS = {"title": 3.0, "selling_points": 1.5, "brand.text": 2.0, "category.text": 1.0}
 
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol (README, "Evaluation"): index the corpus, run each query through
+"""The evaluation protocol (docs/evaluation.md): index the corpus, run each query through
 the first stage, keep its judged candidates in the engine's order, rerank them through the real
 pipeline (scorer, cache, rules), and score every ordering with the same metrics.
 

@@ -125,7 +125,7 @@ def test_the_cjk_template_is_the_core_one_plus_stemming_and_cjk_sub_fields() -> 
             if spec.get("analyzer") == "english":
                 spec["analyzer"] = "standard"
     assert cjk == core
-    # every field the sidecar searches by default, and the README's, has its twin
+    # every field the sidecar searches by default, and docs/engines.md's, has its twin
     defaults = EngineSettings().search_fields
     for name in [*defaults, "brand.text", "category.text"]:
         assert dsl.cjk_field(name) in added, name
