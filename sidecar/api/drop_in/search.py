@@ -35,9 +35,9 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from sidecar.api.deps import ServicesDep
-from sidecar.api.engine import url_params
-from sidecar.api.engine.forward import engine_json, forward
-from sidecar.api.engine.wire import WireError, plain_wire, read_json, wire_for
+from sidecar.api.drop_in import url_params
+from sidecar.api.drop_in.forward import engine_json, forward
+from sidecar.api.drop_in.wire import WireError, plain_wire, read_json, wire_for
 from sidecar.api.mapping import allowed_index, refuse_scripts, search_params
 from sidecar.api.models import SearchRequest, refuse_uncarriable
 from sidecar.api.source_filter import source_entry

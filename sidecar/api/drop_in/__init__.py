@@ -14,9 +14,9 @@ under `/_engine` (`prefix`), where no sidecar route shadows an index name.
 
 from fastapi import APIRouter
 
-from sidecar.api.engine import msearch, search
-from sidecar.api.engine.passthrough import passthrough
-from sidecar.api.engine.prefix import PREFIX, EnginePrefix
+from sidecar.api.drop_in import msearch, search
+from sidecar.api.drop_in.passthrough import passthrough
+from sidecar.api.drop_in.prefix import PREFIX, EnginePrefix
 
 router = APIRouter()
 router.include_router(search.router)
