@@ -26,7 +26,13 @@ from opensearchpy.exceptions import (
 from opensearchpy.serializer import JSONSerializer
 
 from sidecar.backends import codec, dsl
-from sidecar.backends.engine import PROBE_TIMEOUT_S, EngineBackend, Probe, credentials, probe_reason
+from sidecar.backends.cluster import (
+    PROBE_TIMEOUT_S,
+    EngineBackend,
+    Probe,
+    credentials,
+    probe_reason,
+)
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
