@@ -38,7 +38,7 @@ from elasticsearch.serializer import JsonSerializer
 from sidecar.backends import codec, dsl
 from sidecar.backends.cluster import (
     PROBE_TIMEOUT_S,
-    EngineBackend,
+    ClusterBackend,
     Probe,
     credentials,
     probe_reason,
@@ -59,7 +59,7 @@ class FastJsonSerializer(JsonSerializer):
         return codec.loads(data)
 
 
-class ElasticsearchBackend(EngineBackend):
+class ElasticsearchBackend(ClusterBackend):
     """SearchBackend over an Elasticsearch cluster."""
 
     name = "elasticsearch"

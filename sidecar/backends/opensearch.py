@@ -28,7 +28,7 @@ from opensearchpy.serializer import JSONSerializer
 from sidecar.backends import codec, dsl
 from sidecar.backends.cluster import (
     PROBE_TIMEOUT_S,
-    EngineBackend,
+    ClusterBackend,
     Probe,
     credentials,
     probe_reason,
@@ -49,7 +49,7 @@ class FastJSONSerializer(JSONSerializer):
             raise SerializationError(s, e) from e
 
 
-class OpenSearchBackend(EngineBackend):
+class OpenSearchBackend(ClusterBackend):
     """SearchBackend over an OpenSearch cluster."""
 
     name = "opensearch"
