@@ -1,4 +1,4 @@
-"""Merchandiser rules: YAML schema, the pure engine, and the store that loads and reloads."""
+"""Merchandiser rules: YAML schema, the pure ranking, and the store that loads and reloads."""
 
 from sidecar.rules.loader import (
     LoadedRules,
