@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.faults.common import progress
+from bench.faults.progress import progress
 from bench.faults.proxy import Proxy
 from bench.server import serving_process
 
