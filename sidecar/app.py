@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sidecar import wiring
 from sidecar.api import (
     admin,
-    engine,
+    drop_in,
     health,
     rerank,
     search,
@@ -81,7 +81,7 @@ def create_app(
     )
     # added last, so outermost: a refused body still gets a request id, a log line, metrics
     app.add_middleware(RequestMiddleware, metrics=metrics, log_queries=settings.log_queries)
-    app.router.routes.append(engine.prefixed)  # first: under /_engine every path is the engine's
+    app.router.routes.append(drop_in.prefixed)  # first: under /_engine every path is the engine's
     app.include_router(metrics_api.router)
     app.include_router(health.router)
     app.include_router(search.router)
@@ -92,8 +92,8 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(explain_api.router)
     app.include_router(ui_api.router)
-    app.include_router(engine.router)  # last: /{index}/_search must not shadow others
-    app.router.default = engine.passthrough  # what no route matched: the engine's API
+    app.include_router(drop_in.router)  # last: /{index}/_search must not shadow others
+    app.router.default = drop_in.passthrough  # what no route matched: the engine's API
     _install_error_handlers(app)
     return app
 

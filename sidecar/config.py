@@ -132,7 +132,7 @@ class ScorerSettings(_Strict):
 
     @model_validator(mode="after")
     def _known_languages(self) -> ScorerSettings:
-        from sidecar.scripts import KNOWN_LANGUAGES
+        from sidecar.writing_systems import KNOWN_LANGUAGES
 
         unknown = sorted(set(self.languages or ()) - KNOWN_LANGUAGES)
         if unknown:

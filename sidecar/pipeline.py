@@ -39,7 +39,7 @@ from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloa
 from sidecar.query import Query
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
 from sidecar.scoring.base import Scorer, Scores, identity_of, languages_of
-from sidecar.scripts import unreadable_script
+from sidecar.writing_systems import unreadable_script
 
 if TYPE_CHECKING:
     from sidecar.rules.store import RuleStore

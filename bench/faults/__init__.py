@@ -18,7 +18,8 @@ Scenarios, one module each, in the order they run (each load phase bounded by --
 Shared: bench.faults.common (options, the shared sidecar and engine, the load loop and its
 records), bench.faults.proxy (the TCP proxy that delays, refuses and follows a restarted
 upstream), bench.faults.engine (the real engine, indexed with `rerank-sidecar index`, and the
-sidecar searching it), bench.faults.report (table and plot). Every process this starts (redis,
+sidecar searching it), bench.faults.report (table and plot), bench.faults.progress (the
+progress lines on stderr, which all of them write). Every process this starts (redis,
 sidecars, the engine) is stopped by its own pid; the engine with `es_integration.engines.stop`.
 Results: a table on stdout (exit status 1 when a check fails), progress on stderr,
 `<out>/faults.json` and `<out>/faults.png`.

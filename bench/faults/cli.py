@@ -13,7 +13,8 @@ from types import ModuleType
 from typing import Any
 
 from bench.faults import engine_kill, fuzz, hostile, images, redis, remote, rules, slow_engine
-from bench.faults.common import CLIENTS, RESULTS, SLACK_MS, WINDOW, Options, Suite, progress
+from bench.faults.common import CLIENTS, RESULTS, SLACK_MS, WINDOW, Options, Suite
+from bench.faults.progress import progress
 from bench.faults.report import Row, plot, skipped_row, table
 
 # In the order they run: the embedded ones first, the engine ones (slow before kill) last.

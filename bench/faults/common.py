@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from bench.faults.engine import EngineFront
+from bench.faults.progress import progress
 from bench.search_latency import percentile
 from bench.server import serving_process
 
@@ -35,10 +36,6 @@ ENGINE_ERRORS = frozenset({502, 503, 504})
 SLACK_MS = 50.0
 
 Record = dict[str, Any]
-
-
-def progress(message: str) -> None:
-    print(f"[faults {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def demo_query_texts() -> list[str]:
@@ -66,7 +63,7 @@ class Suite:
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     _stack: ExitStack = field(default_factory=ExitStack)
     _plain: tuple[str, int] | None = None
-    _engine: Any = None  # bench.faults.engine.EngineFront, imported only when needed
+    _engine: EngineFront | None = None
 
     def plain_sidecar(self) -> tuple[str, int]:
         """(URL, pid) of a sidecar on the embedded defaults (memory cache, no watcher) with the
@@ -83,11 +80,9 @@ class Suite:
             progress(f"shared sidecar pid {self._plain[1]} on {self._plain[0]}")
         return self._plain
 
-    def engine(self) -> Any:
+    def engine(self) -> EngineFront:
         """The shared real engine behind a front proxy, with a sidecar searching it."""
         if self._engine is None:
-            from bench.faults.engine import EngineFront
-
             front = EngineFront(self.options.engine, self.options.engine_state_dir)
             self._stack.callback(front.close)
             front.open()

@@ -15,9 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.faults.common import progress
+from bench.faults.progress import progress
 from bench.faults.proxy import Proxy
 from bench.server import serving_process
 
@@ -38,7 +36,6 @@ class EngineFront:
         self.sidecar_url = ""
         self.sidecar_pid = 0
         self.started_by_us = False
-        self.index_s = 0.0
         self._stack = ExitStack()
 
     # ------------------------------------------------------------ lifecycle
@@ -77,7 +74,6 @@ class EngineFront:
         progress(f"engine: sidecar pid {self.sidecar_pid} on {self.sidecar_url}")
 
     def _index(self) -> None:
-        began = time.monotonic()
         command = [
             sys.executable,
             "-m",
@@ -94,7 +90,6 @@ class EngineFront:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"indexing failed: {done.stderr.strip()[-2000:]}")
-        self.index_s = time.monotonic() - began
         progress(f"engine: {done.stderr.strip().splitlines()[-1]}")
 
     def close(self) -> None:
@@ -128,13 +123,6 @@ class EngineFront:
         assert self.proxy is not None
         self.proxy.up(_port(self.state["url"]))
         return self.state
-
-    def engine_healthy(self) -> bool:
-        try:
-            r = httpx.get(f"{self.state['url']}/_cluster/health", timeout=2, trust_env=False)
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200
 
 
 def _alive(pid: int) -> bool:

@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from bench.faults.common import DOCUMENTED_5XX, Suite, codes, non_2xx, progress, status_counts
+from bench.faults.common import DOCUMENTED_5XX, Suite, codes, non_2xx, status_counts
+from bench.faults.progress import progress
 from bench.faults.report import Row
 
 NAME = "fuzz"

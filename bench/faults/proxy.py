@@ -39,7 +39,6 @@ class Proxy:
         self._pairs: set[_Pair] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self.accepted = 0
         self.refused_upstream = 0  # connections reset because the upstream refused
         self._listen()
 
@@ -83,7 +82,6 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:  # closed by down() or stop()
                 return
-            self.accepted += 1
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
             except OSError:

@@ -25,7 +25,7 @@ from sidecar.deadline import Deadline
 from sidecar.documents import Document, make_document
 from sidecar.errors import ScoringFailed
 from sidecar.observability.middleware import arrived
-from sidecar.rules.engine import band_of
+from sidecar.rules.ranking import band_of
 from sidecar.services import Services
 
 router = APIRouter()

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from sidecar.api.compat import UNSCORED, flags_of, ranking, score_for
 from sidecar.api.deps import ServicesDep
 from sidecar.api.models import RerankRequest, RerankResponse, RerankResult
-from sidecar.rules.engine import band_of
+from sidecar.rules.ranking import band_of
 
 router = APIRouter()
 

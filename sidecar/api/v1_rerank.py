@@ -41,7 +41,7 @@ from sidecar.api.compat import flags_of, ranking, score_for, search_units
 from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import as_rerank_request
 from sidecar.api.models import V1RerankRequest
-from sidecar.observability.logging import request_id
+from sidecar.logs import request_id
 from sidecar.scoring.base import languages_of
 
 router = APIRouter()

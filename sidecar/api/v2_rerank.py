@@ -30,7 +30,7 @@ from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import v2_as_rerank_request
 from sidecar.api.models import V2RerankRequest
 from sidecar.errors import InvalidRequest, SidecarError
-from sidecar.observability.logging import request_id
+from sidecar.logs import request_id
 
 
 def cohere_error(error: SidecarError, status: int) -> JSONResponse:

@@ -4,7 +4,7 @@ The client refuses a server that does not say it is Elasticsearch (the `X-Elasti
 header); that refusal, like a refused connection or a 5xx, is `EngineUnavailable` naming the
 engine. Health is read from `_cluster/health`, not `GET /`: the minimal (integ-test-zip)
 distribution has no handler for `/`; a key refused cluster health falls back to counting the
-default index (sidecar.backends.engine).
+default index (sidecar.backends.cluster).
 
 Requests carry `compatible-with=8` media types: the 9.x client would otherwise ask for
 `compatible-with=9`, which Elasticsearch 8 refuses (400 media_type_header_exception), while
@@ -36,7 +36,13 @@ from elasticsearch import (
 from elasticsearch.serializer import JsonSerializer
 
 from sidecar.backends import codec, dsl
-from sidecar.backends.engine import PROBE_TIMEOUT_S, EngineBackend, Probe, credentials, probe_reason
+from sidecar.backends.cluster import (
+    PROBE_TIMEOUT_S,
+    ClusterBackend,
+    Probe,
+    credentials,
+    probe_reason,
+)
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
@@ -53,7 +59,7 @@ class FastJsonSerializer(JsonSerializer):
         return codec.loads(data)
 
 
-class ElasticsearchBackend(EngineBackend):
+class ElasticsearchBackend(ClusterBackend):
     """SearchBackend over an Elasticsearch cluster."""
 
     name = "elasticsearch"

@@ -26,7 +26,13 @@ from opensearchpy.exceptions import (
 from opensearchpy.serializer import JSONSerializer
 
 from sidecar.backends import codec, dsl
-from sidecar.backends.engine import PROBE_TIMEOUT_S, EngineBackend, Probe, credentials, probe_reason
+from sidecar.backends.cluster import (
+    PROBE_TIMEOUT_S,
+    ClusterBackend,
+    Probe,
+    credentials,
+    probe_reason,
+)
 from sidecar.config import EngineSettings, FieldMap
 from sidecar.errors import EngineTimeout, EngineUnavailable, SidecarError
 
@@ -43,7 +49,7 @@ class FastJSONSerializer(JSONSerializer):
             raise SerializationError(s, e) from e
 
 
-class OpenSearchBackend(EngineBackend):
+class OpenSearchBackend(ClusterBackend):
     """SearchBackend over an OpenSearch cluster."""
 
     name = "opensearch"

@@ -23,11 +23,11 @@ def own_process(settings: Settings) -> None:
 def _serve(config: Path | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
+    from sidecar import logs
     from sidecar.app import create_app
     from sidecar.cli.slow_clients import http_protocol
-    from sidecar.observability import logging as json_logs
 
-    json_logs.configure()  # JSON lines on stderr, request id on every line
+    logs.configure()  # JSON lines on stderr, request id on every line
     settings = settings_from(config)
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings.model_copy(update=overrides)
@@ -42,7 +42,7 @@ def _serve(config: Path | None, host: str | None, port: int | None) -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
-        log_config=json_logs.uvicorn_log_config(),
+        log_config=logs.uvicorn_log_config(),
         access_log=False,  # the request middleware writes one JSON line per request
         http=http_protocol(settings.limits.header_read_timeout_s),
     )

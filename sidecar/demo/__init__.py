@@ -36,8 +36,3 @@ def load_queries(path: Path = QUERIES_PATH) -> list[dict]:
 def load_queries_zh() -> list[dict]:
     """The Chinese query families ("防水登山靴", "复古风牛仔外套", ...), in the same shape."""
     return load_queries(QUERIES_ZH_PATH)
-
-
-def image_path(product: dict) -> Path:
-    """Local file of a product's `image_url` (a path relative to this folder)."""
-    return DEMO_DIR / product["image_url"]

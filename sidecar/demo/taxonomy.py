@@ -65,7 +65,3 @@ ENGLISH = _slice("en", _load("taxonomy.json"))
 # English names (one facet for the whole store), its titles say the colour in Chinese.
 CHINESE = _slice("zh", _load("taxonomy_zh.json"))
 SLICES = (ENGLISH, CHINESE)  # generation order: English ids first, unchanged
-
-CATEGORY_BRANDS = ENGLISH.category_brands
-TYPES = ENGLISH.types
-QUERIES = ENGLISH.queries

@@ -3,7 +3,7 @@ threshold that rank a shop's judged queries best by NDCG@10, chosen with query-d
 cross-validation and reported against the current rules file and the model alone.
 
 Offline over pairs scored once (sidecar.evaluation.judged): a candidate is the current file
-with its `blend` and `drop.below_model_score` replaced, applied by the rules engine to the
+with its `blend` and `drop.below_model_score` replaced, applied by the rules' ranking to the
 engine's hits as Pipeline.search applies it, and ordered as `eval`'s reranked order (kept hits,
 then dropped ones in engine order, then judged products the engine did not find). Boosts, pins,
 buries, bands and variants stay as the file has them.

@@ -26,8 +26,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sidecar import logs
 from sidecar.errors import INTERNAL_ERROR
-from sidecar.observability import logging as obs_logging
 from sidecar.observability.metrics import Metrics
 from sidecar.pipeline import ScoreReport, SearchOutcome
 
@@ -86,7 +86,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         rid = request_id_from(scope)
-        token = obs_logging.request_id.set(rid)
+        token = logs.request_id.set(rid)
         started = time.perf_counter()
         # when the request arrived: a route's Deadline counts from here, body reading included
         scope.setdefault("state", {})[ARRIVED] = started
@@ -124,7 +124,7 @@ class RequestMiddleware:
         finally:
             self.metrics.in_flight.dec()
         self._finish(scope, status, started)
-        obs_logging.request_id.reset(token)
+        logs.request_id.reset(token)
 
     def _finish(self, scope: Scope, status: int, started: float) -> None:
         seconds = time.perf_counter() - started

@@ -1,6 +1,5 @@
-"""Merchandiser rules: YAML schema, the pure engine, and the store that loads and reloads."""
+"""Merchandiser rules: YAML schema, the pure ranking, and the store that loads and reloads."""
 
-from sidecar.rules.engine import Candidate, Fired, Outcome, Ranked, apply
 from sidecar.rules.loader import (
     LoadedRules,
     Problem,
@@ -9,6 +8,7 @@ from sidecar.rules.loader import (
     load_rules,
     parse_rules,
 )
+from sidecar.rules.ranking import Candidate, Fired, Outcome, Ranked, apply
 from sidecar.rules.schema import RulesFile
 
 __all__ = [

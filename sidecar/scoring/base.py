@@ -108,7 +108,7 @@ def identity_of(scorer: Scorer) -> str:
 
 @runtime_checkable
 class DeclaresLanguages(Protocol):
-    """A scorer that says which languages it reads (sidecar.scripts); one that does not is
+    """A scorer that says which languages it reads (sidecar.writing_systems); one that does not is
     trusted with any text."""
 
     languages: tuple[str, ...]

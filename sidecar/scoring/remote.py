@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sidecar.errors import Overloaded, ScoringFailed
-from sidecar.observability.logging import request_id
+from sidecar.logs import request_id
 from sidecar.scoring.base import ModelState, Scores
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from es_integration.templates import PRODUCTS_CJK_TEMPLATE, PRODUCTS_TEMPLATE
 from sidecar.backends.indexing import create_product_index, engine_client
 from sidecar.config import EngineSettings
 from sidecar.demo import load_queries_zh
-from sidecar.scripts import unreadable_script
+from sidecar.writing_systems import unreadable_script
 
 ENGINE_FIELDS = {"title": 3.0, "selling_points": 1.5, "brand.text": 2.0, "category.text": 1.0}
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.observability.logging import JsonFormatter, RequestIdFilter
+from sidecar.logs import JsonFormatter, RequestIdFilter
 from sidecar.observability.metrics import Metrics, image_reason_bucket, reason_bucket
 
 QUERY = "waterproof hiking boots"

@@ -23,7 +23,7 @@ from sidecar.app import create_app
 from sidecar.config import DEFAULT_INSTRUCTION
 from sidecar.documents import Document, make_document
 from sidecar.errors import ScoringFailed
-from sidecar.observability.logging import request_id
+from sidecar.logs import request_id
 from sidecar.query import Query
 from sidecar.scoring.minilm import MiniLMScorer
 from sidecar.scoring.remote import RemoteScorer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.api.engine.search import find_query_text
+from sidecar.api.drop_in.search_request import find_query_text
 from sidecar.api.source_filter import filter_source
 from sidecar.backends import dsl
 from sidecar.backends.base import RangeFilter, TermFilter

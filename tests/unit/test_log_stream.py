@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from sidecar.observability import logging as obs_logging
+from sidecar import logs
 
 
 @pytest.fixture
@@ -20,14 +20,14 @@ def pipe_logging():
     stream = os.fdopen(write_fd, "w", buffering=1, encoding="utf-8")
     reader = os.fdopen(read_fd, "r", encoding="utf-8")
     try:
-        yield obs_logging.configure(stream=stream), reader
+        yield logs.configure(stream=stream), reader
     finally:
         # Unblock a writer still stuck on the full pipe: with the read end closed its writes
         # fail at once (quietly: raiseExceptions off) and it drains the queue and ends.
         reader.close()
         quiet, logging.raiseExceptions = logging.raiseExceptions, False
         try:
-            obs_logging.stop(timeout_s=30)
+            logs.stop(timeout_s=30)
         finally:
             logging.raiseExceptions = quiet
         root.handlers[:] = saved
@@ -61,7 +61,7 @@ def _lines_until(reader, predicate, limit: int = 200_000) -> list[dict]:
 def test_logging_does_not_wait_for_a_stalled_stream_and_says_what_it_dropped(pipe_logging) -> None:
     front, reader = pipe_logging
     log = logging.getLogger("test.stall")
-    total = obs_logging.QUEUED_RECORDS + 5_000  # well past the pipe's 64 KiB and the queue
+    total = logs.QUEUED_RECORDS + 5_000  # well past the pipe's 64 KiB and the queue
     finished = threading.Event()
 
     def spam() -> None:
@@ -83,7 +83,7 @@ def test_logging_does_not_wait_for_a_stalled_stream_and_says_what_it_dropped(pip
 
 def test_the_writer_keeps_request_ids_and_exception_chains(pipe_logging) -> None:
     _, reader = pipe_logging
-    token = obs_logging.request_id.set("req-42")
+    token = logs.request_id.set("req-42")
     try:
         try:
             raise ValueError("inner")
@@ -93,8 +93,8 @@ def test_the_writer_keeps_request_ids_and_exception_chains(pipe_logging) -> None
             except RuntimeError:
                 logging.getLogger("test.chain").exception("it failed", extra={"stage": "model"})
     finally:
-        obs_logging.request_id.reset(token)
-    assert obs_logging.flush()
+        logs.request_id.reset(token)
+    assert logs.flush()
     (line,) = _lines_until(reader, lambda line: line["msg"] == "it failed")
     assert line["request_id"] == "req-42" and line["stage"] == "model"
     assert line["exc_type"] == "RuntimeError"

@@ -103,7 +103,7 @@ def test_a_large_payload_that_is_not_base64_is_refused_when_decoded() -> None:
 def test_a_query_mostly_in_a_script_the_scorer_does_not_read_is_named(
     text: str, languages: list[str], unread: str | None
 ) -> None:
-    from sidecar.scripts import unreadable_script
+    from sidecar.writing_systems import unreadable_script
 
     assert unreadable_script(Normalizer().text(text), languages) == unread
 

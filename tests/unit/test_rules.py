@@ -1,4 +1,4 @@
-"""The rules engine and the rules file loader, on plain data."""
+"""Ranking by the rules and the rules file loader, on plain data."""
 
 import pytest
 

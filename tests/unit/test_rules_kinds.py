@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from sidecar.rules import Candidate, RulesError, apply, check_rules, parse_rules
-from sidecar.rules.engine import compile_condition, matches
+from sidecar.rules.ranking import compile_condition, matches
 
 
 def yaml_dump(value: dict) -> str:

@@ -1,5 +1,5 @@
 """`rules tune`'s work (sidecar/evaluation/tuning.py): the eval's reranked order rebuilt from the
-rules engine, the grid, the cross-validated choice, and the suggested file that keeps comments,
+rules' ranking, the grid, the cross-validated choice, and the suggested file that keeps comments,
 boosts, pins and bands."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.responses import JSONResponse
 
-from sidecar.api.engine.wire import EngineJSONResponse, Wire
+from sidecar.api.drop_in.wire import EngineJSONResponse, Wire
 from sidecar.backends import dsl
 from sidecar.backends.base import Hit
 from sidecar.backends.elasticsearch import ElasticsearchBackend, FastJsonSerializer

@@ -22,10 +22,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from sidecar.api.deps import ServicesDep
-from sidecar.api.engine import url_params
-from sidecar.api.engine.forward import engine_json
-from sidecar.api.engine.search import engine_paged, search_answer, search_body
-from sidecar.api.engine.wire import WireError, error_body, loads, plain_wire, wire_for
+from sidecar.api.drop_in import url_params
+from sidecar.api.drop_in.forward import engine_json
+from sidecar.api.drop_in.search import engine_paged, search_answer
+from sidecar.api.drop_in.search_request import search_body
+from sidecar.api.drop_in.wire import WireError, error_body, loads, plain_wire, wire_for
 from sidecar.api.mapping import allowed_index, refuse_scripts
 from sidecar.errors import InvalidRequest, SidecarError
 from sidecar.services import Services

@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from sidecar.api.engine import url_params
-from sidecar.api.engine.search import check_embedded, find_query_text, search_body
-from sidecar.api.engine.targets import ALL, Target
-from sidecar.api.engine.wire import Wire, error_body, read_json
+from sidecar.api.drop_in import url_params
+from sidecar.api.drop_in.search_request import check_embedded, find_query_text, search_body
+from sidecar.api.drop_in.targets import ALL, Target
+from sidecar.api.drop_in.wire import Wire, error_body, read_json
 from sidecar.api.mapping import allowed_index
 from sidecar.api.source_filter import source_entry
 from sidecar.backends.embedded import EmbeddedBackend

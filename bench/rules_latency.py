@@ -1,7 +1,7 @@
-"""How long the rules engine takes per request: 100 candidates (the default window) through the
+"""How long ranking by the rules takes per request: 100 candidates (the default window) through the
 documented example rules (blend, drop, 2 boosts, a scoped boost, pins, buries, bands).
 
-    .venv/bin/python bench/rules_engine.py [--window 100] [--repeat 2000]
+    .venv/bin/python -m bench.rules_latency [--window 100] [--repeat 2000]
 """
 
 from __future__ import annotations

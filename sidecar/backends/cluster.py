@@ -59,8 +59,9 @@ def credentials(settings: EngineSettings) -> tuple[str | None, tuple[str, str] |
     return None, None
 
 
-class EngineBackend:
-    """SearchBackend skeleton for engines that speak the Elasticsearch query DSL."""
+class ClusterBackend:
+    """SearchBackend skeleton for a cluster reached over the network that speaks the
+    Elasticsearch query DSL (Elasticsearch, OpenSearch); the embedded engine is not one."""
 
     name = "engine"
 

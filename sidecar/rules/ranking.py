@@ -1,4 +1,4 @@
-"""The rules engine: a pure function of (scored hits, query text, rules). No I/O, no clock, no
+"""Ranking by the rules: a pure function of (scored hits, query text, rules). No I/O, no clock, no
 randomness.
 
 Order of work: normalize the engine score over the window, then per hit blend it with the model

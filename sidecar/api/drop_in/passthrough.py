@@ -30,11 +30,11 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
-from sidecar.api.engine import embedded
-from sidecar.api.engine.forward import forward, path_of
-from sidecar.api.engine.prefix import ENGINE_ONLY
-from sidecar.api.engine.targets import BODY_TARGETS, READ_POSTS, Target, body_indices, target_of
-from sidecar.api.engine.wire import WireError, plain_wire, wire_for
+from sidecar.api.drop_in import embedded
+from sidecar.api.drop_in.forward import forward, path_of
+from sidecar.api.drop_in.prefix import ENGINE_ONLY
+from sidecar.api.drop_in.targets import BODY_TARGETS, READ_POSTS, Target, body_indices, target_of
+from sidecar.api.drop_in.wire import WireError, plain_wire, wire_for
 from sidecar.api.mapping import allowed_index
 from sidecar.errors import Forbidden, SidecarError
 from sidecar.services import Services

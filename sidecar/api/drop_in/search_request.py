@@ -1,26 +1,13 @@
-"""`POST|GET /{index}/_search` (and `/_search`): one search body reranked, answered in the
-engine's shape.
+"""A drop-in search body read as the `/search` request it means, with the caller's `_source`
+spec (`to_search_request`).
 
-The body runs on the engine with `size` raised to the rerank window, the window is reranked,
-and the answer has the engine's shape (`took`, `timed_out`, `_shards`, `hits.total`,
-`hits.max_score`, `hits.hits[]` with `_score` = the final score) plus `_rerank` on every hit
-and a top-level `rerank` key. Rerank parameters come in `ext.rerank`
-({query, window, rules, instruction, timeout_ms, user_key}, and OpenSearch's rerank processor's
-`query_context` {query_text | query_text_path} in place of `query`); without either the text
-is read from the first match/multi_match/query_string-like clause (never under `must_not`).
-URL parameters are read as the engines read them (`q=` is a URI search; see `url_params`).
-
-Kept in the engine's order: a body sorted by anything but `_score` (reranking would undo the
-sort; `rerank.status: skipped`); and sent on to the engine unchanged, its answer streamed back:
-a later page (`search_after`, with or without a point in time) and a scroll search
-(`?scroll=`).
-
-The first page of a point-in-time search (`pit`, no `search_after`) is reranked within itself:
-its window is the page (`from + size`, up to limits.max_window), so the page holds the very hits
-the engine's page holds, reordered. The answer keeps the engine's `pit_id`, and every hit's
-`sort` is the page's continuation point (the engine's sort values of its last hit), so
-`search_after` from any hit, the last one as clients take it, continues in the engine's order
-with no hit repeated and none skipped.
+Rerank parameters come in `ext.rerank` ({query, window, rules, instruction, timeout_ms,
+user_key}, and OpenSearch's rerank processor's `query_context` {query_text | query_text_path}
+in place of `query`); without either the text is read from the first
+match/multi_match/query_string-like clause of the engine's query DSL (never under `must_not`;
+a query_string without its field prefixes and operators). Also read here: whether the body
+sorts by relevance, whether it is a point in time's, and what the embedded engine can run.
+Errors name the field as the drop-in caller wrote it (`ext.rerank.window`, not `window`).
 """
 
 from __future__ import annotations
@@ -28,26 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
 from pydantic import ValidationError
 
-from sidecar.api.deps import ServicesDep
-from sidecar.api.engine import url_params
-from sidecar.api.engine.forward import engine_json, forward
-from sidecar.api.engine.wire import WireError, plain_wire, read_json, wire_for
-from sidecar.api.mapping import allowed_index, refuse_scripts, search_params
 from sidecar.api.models import SearchRequest, refuse_uncarriable
-from sidecar.api.source_filter import source_entry
-from sidecar.backends.dsl import CONTINUE_AFTER
-from sidecar.errors import InvalidRequest, SidecarError
-from sidecar.observability.middleware import remember_search
-from sidecar.pipeline import PageHit, SearchOutcome
+from sidecar.errors import InvalidRequest
 from sidecar.services import Services
-
-router = APIRouter()
 
 # Clauses whose text is the shopper's query: {field: text | {query: text}} or {query: text}.
 _FIELD_CLAUSES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
@@ -76,46 +49,11 @@ _FIELD_NAMES = {
     "query": "ext.rerank.query",
     "raw_query": "query",
 }
-ONE_SHARD = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
 # Field prefixes, operators and syntax of a query_string: not what the shopper meant.
 _EXCLUDED = re.compile(r"(?:^|(?<=\s))[-!]\S+|\bNOT\s+\S+")
 _FIELD_PREFIX = re.compile(r"(?<![\w.])[\w.*]+:(?=\S)")
 _OPERATORS = re.compile(r"\b(AND|OR|NOT|TO)\b|&&|\|\|")
 _QS_SYNTAX = re.compile(r"[+\-!(){}\[\]^\"~*?\\/<>=|&]")
-
-
-@router.api_route("/_search", methods=["GET", "POST"], include_in_schema=False)
-async def default_index_search(request: Request, services: ServicesDep) -> Response:
-    """`/_search` without an index searches the configured default index."""
-    return await _route(None, request, services)
-
-
-@router.api_route("/{index}/_search", methods=["GET", "POST"])
-async def engine_search(index: str, request: Request, services: ServicesDep) -> Response:
-    return await _route(index, request, services)
-
-
-async def _route(index: str | None, request: Request, services: Services) -> Response:
-    try:
-        wire = wire_for(request, services)
-    except WireError as exc:
-        return plain_wire(services).refusal(exc)
-    target = index if index is not None else services.settings.engine.default_index
-    params = request.query_params
-    try:
-        allowed_index(target, services)  # before the body is read: the caller's boundary
-        raw = await request.body()
-        body = search_body(read_json(raw))
-        if engine_paged(body, params):
-            refuse_scripts(body, services)
-            # a point in time names its indices itself; otherwise the path must name one
-            path = None if index is not None or _in_time(body) else _search_path(target)
-            return await forward(request, services, raw, path)
-        body = url_params.into_body(params, body, request.url.path)
-        answer = await search_answer(target, body, services, request)
-        return wire.respond(url_params.shape_answer(answer, params))
-    except SidecarError as exc:
-        return wire.error(exc, target)
 
 
 def search_body(body: Any) -> dict[str, Any]:
@@ -131,34 +69,9 @@ def search_body(body: Any) -> dict[str, Any]:
     return body
 
 
-def engine_paged(body: Mapping[str, Any], params: Mapping[str, str]) -> str | None:
-    """Why this search must keep the engine's own paging, or None: a later `search_after`
-    page (of a point in time or not), a scroll."""
-    if body.get("search_after") is not None:
-        return "search_after"
-    return "scroll" if "scroll" in params else None
-
-
-def _in_time(body: Mapping[str, Any]) -> bool:
+def in_time(body: Mapping[str, Any]) -> bool:
+    """A point in time's search (its first page is reranked within itself)."""
     return body.get("pit") is not None
-
-
-async def search_answer(
-    index: str, body: dict[str, Any], services: Services, request: Request | None = None
-) -> dict[str, Any]:
-    """The reranked (or, for a field sort, engine-ordered) answer to one search body."""
-    refuse_scripts(body, services)
-    if sorted_by_field(body):
-        return await _engine_order(index, body, services, request)
-    request_body, source_spec = to_search_request(index, body, services)
-    try:
-        params = search_params(request_body, services)
-    except InvalidRequest as exc:
-        raise _renamed(exc) from exc
-    outcome = await services.pipeline.search(params)
-    if request is not None:
-        remember_search(request, outcome, params.query.text)  # metrics and the log line
-    return render(outcome, index, source_spec, services, in_time=_in_time(body))
 
 
 def to_search_request(
@@ -166,7 +79,7 @@ def to_search_request(
 ) -> tuple[SearchRequest, Any]:
     """(the /search request this body means, the caller's `_source` spec)."""
     engine_body = dict(body)
-    rerank = _pop_rerank(engine_body)
+    rerank = pop_rerank(engine_body)
     offset, size = engine_body.pop("from", 0), engine_body.pop("size", 10)
     # Absent `_source` means all of it, as on the engine (the backend adds the reranker's fields).
     source_spec = engine_body.setdefault("_source", True)
@@ -187,7 +100,7 @@ def to_search_request(
     if services.backend.name == "embedded":
         check_embedded(engine_body)
         raw_query = None
-    if _in_time(engine_body) and isinstance(offset, int) and isinstance(size, int):
+    if in_time(engine_body) and isinstance(offset, int) and isinstance(size, int):
         # the page is its own window: search_after from it then continues the engine's order
         window = min(offset + size, services.settings.limits.max_window)
         rerank = {**rerank, "window": max(1, window)}
@@ -253,7 +166,8 @@ def query_context_text(context: Any, body: Mapping[str, Any]) -> str:
     return node
 
 
-def _pop_rerank(engine_body: dict[str, Any]) -> dict[str, Any]:
+def pop_rerank(engine_body: dict[str, Any]) -> dict[str, Any]:
+    """`ext.rerank`, taken out of the body (other `ext` keys stay: they are the engine's)."""
     ext = engine_body.pop("ext", None)
     if ext is None:
         return {}
@@ -351,117 +265,8 @@ def _by_relevance(item: Any) -> bool:
     return order == "desc"
 
 
-async def _engine_order(
-    index: str, body: dict[str, Any], services: Services, request: Request | None
-) -> dict[str, Any]:
-    """A field sort is the caller's order: the engine's own answer to the body (its `sort`
-    values included, so `search_after` can continue it), with `rerank.status: skipped`."""
-    engine_body = dict(body)
-    rerank = _pop_rerank(engine_body)
-    limits = services.settings.limits
-    offset, size = engine_body.get("from", 0), engine_body.get("size", 10)
-    if not isinstance(offset, int) or not isinstance(size, int) or offset < 0 or size < 0:
-        raise InvalidRequest("from and size must be non-negative integers", field="size")
-    if offset + size > limits.max_result_window:
-        raise InvalidRequest(
-            f"from + size must not exceed {limits.max_result_window}", field="from"
-        )
-    if services.backend.name == "embedded":
-        raise InvalidRequest("the embedded engine cannot sort by a field", field="sort")
-    timeout_ms = rerank.get("timeout_ms", limits.default_timeout_ms)
-    if not isinstance(timeout_ms, int) or not 1 <= timeout_ms <= limits.max_timeout_ms:
-        raise InvalidRequest(
-            f"timeout_ms must be an integer from 1 to {limits.max_timeout_ms}",
-            field="ext.rerank.timeout_ms",
-        )
-    path = b"/_search" if _in_time(engine_body) else _search_path(index)
-    answer = await engine_json(
-        services, request, path, engine_body, timeout_ms / 1000 * limits.engine_share
-    )
-    for hit in answer.get("hits", {}).get("hits", []):
-        if isinstance(hit, dict):
-            hit["_rerank"] = None
-    answer["rerank"] = {
-        "status": "skipped",
-        "reason": "the body sorts by a field: engine order kept",
-    }
-    return answer
-
-
-def render(
-    outcome: SearchOutcome,
-    index: str,
-    source_spec: Any,
-    services: Services,
-    *,
-    in_time: bool = False,
-) -> dict[str, Any]:
-    raw = outcome.raw
-    hits = [_hit(page_hit, index, source_spec) for page_hit in outcome.hits]
-    if in_time and raw.get(CONTINUE_AFTER) is not None:
-        for hit in hits:  # any hit's `sort` continues after the page, in the engine's order
-            hit["sort"] = raw[CONTINUE_AFTER]
-    reranked = [h["_score"] for h in hits if h["_rerank"]["reranked"]]
-    scores = reranked or [h["_score"] for h in hits]
-    report = outcome.report
-    body: dict[str, Any] = {
-        **({"pit_id": raw["pit_id"]} if "pit_id" in raw else {}),
-        "took": round(outcome.timings.get("total_ms", 0.0)),
-        "timed_out": bool(raw.get("timed_out", False)),
-        "_shards": raw.get("_shards", ONE_SHARD),
-        "hits": {
-            "total": {"value": outcome.total, "relation": raw.get("total_relation", "eq")},
-            "max_score": max(scores) if scores else None,
-            "hits": hits,
-        },
-    }
-    if "aggregations" in raw:
-        body["aggregations"] = raw["aggregations"]
-    body["rerank"] = {
-        "status": report.status,
-        "reason": report.reason,
-        "window": outcome.window,
-        "dropped": outcome.dropped,
-        "cache": report.cache_summary(),
-        "timings": outcome.timings,
-        "model": services.scorer.model_id,
-        "engine": outcome.engine,
-        "rules_version": outcome.rules_version,
-    }
-    return body
-
-
-def _hit(page_hit: PageHit, index: str, source_spec: Any) -> dict[str, Any]:
-    hit, ranked = page_hit.hit, page_hit.ranked
-    source = hit.source
-    if source_spec is True and type(source) is dict:  # all of it, written out as it is
-        kept: dict[str, Any] = {"_source": source}
-    else:
-        kept = source_entry(source, source_spec)
-    return {
-        "_index": hit.index or index,
-        "_id": hit.id,
-        "_score": ranked.final if ranked else hit.score,
-        **kept,
-        "_rerank": {
-            "reranked": ranked is not None,
-            "model_score": ranked.candidate.model_score if ranked else None,
-            "engine_score": hit.score,
-            "band": ranked.band if ranked else "unscored",
-            "rules": [{"rule": f.rule, "kind": f.kind, "effect": f.effect} for f in ranked.fired]
-            if ranked
-            else [],
-            "flags": list(page_hit.flags),
-        },
-    }
-
-
-def _renamed(exc: InvalidRequest) -> InvalidRequest:
+def drop_in_field(exc: InvalidRequest) -> InvalidRequest:
     """search_params names /search fields; say what the drop-in caller wrote instead."""
     if exc.field in _FIELD_NAMES:
         return type(exc)(exc.message, field=_FIELD_NAMES[exc.field], **exc.details)
     return exc
-
-
-def _search_path(index: str) -> bytes:
-    return f"/{quote(index, safe=',*')}/_search".encode()

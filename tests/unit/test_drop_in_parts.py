@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.api.engine.msearch import parse_searches
-from sidecar.api.engine.search import find_query_text, plain_text, sorted_by_field
-from sidecar.api.engine.targets import body_indices, target_of
-from sidecar.api.engine.url_params import filter_path, into_body, shape_answer
+from sidecar.api.drop_in.msearch import parse_searches
+from sidecar.api.drop_in.search_request import find_query_text, plain_text, sorted_by_field
+from sidecar.api.drop_in.targets import body_indices, target_of
+from sidecar.api.drop_in.url_params import filter_path, into_body, shape_answer
 from sidecar.errors import InvalidRequest
 
 

@@ -75,10 +75,6 @@ class Target:
     rest: tuple[str, ...]
     write: bool
 
-    @property
-    def names_index(self) -> bool:
-        return bool(self.index)
-
 
 def target_of(method: str, raw_path: str) -> Target:
     """The index, API and write-ness of `method raw_path` (the path as sent, %-escapes in it)."""
