@@ -25,6 +25,7 @@ from tantivy import FieldType, Occur, Query
 
 from sidecar.backends.base import Filter, Hit, RangeFilter, SearchResult, TermFilter
 from sidecar.backends.cjk import cjk_runs, spaced
+from sidecar.deadline import Deadline
 from sidecar.errors import BadQuery, InvalidRequest, NotFound
 
 _RAW = "__raw"  # suffix of the exact-match twin of a string field
@@ -260,7 +261,7 @@ class EmbeddedBackend:
         query: str | None,
         filters: Sequence[Filter],
         window: int,
-        timeout: float,
+        deadline: Deadline,
         raw_query: Mapping[str, Any] | None = None,
         offset: int = 0,
     ) -> SearchResult:
@@ -275,7 +276,8 @@ class EmbeddedBackend:
             raise InvalidRequest(
                 "the embedded engine takes query text, not a raw query body", field="raw_query"
             )
-        # tantivy searches in native code: off the event loop, so other requests go on meanwhile
+        # tantivy searches in native code: off the event loop, so other requests go on meanwhile;
+        # a search cannot be cut there, so `deadline` is kept by the caller's wait
         return await asyncio.to_thread(found.search, query, filters, window, offset)
 
     async def ping(self) -> bool:
