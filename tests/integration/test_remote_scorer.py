@@ -284,7 +284,10 @@ def test_the_http_call_outwaits_the_budget_it_sends(timeout_s: float, sent_ms: i
 def test_the_settings_reach_the_remote_scorer(peer: Peer, remote_app: Any) -> None:
     client = remote_app(peer.url, remote_timeout_s=12.0, remote_max_documents=2)
     peer.seen.clear()
-    answer = client.post("/api/rerank", json={"query": "waterproof tent", "documents": DOCS})
+    # a request budget above the configured 12 s: the peer is sent what is left of the
+    # request's deadline, at most remote_timeout_s
+    body = {"query": "waterproof tent", "documents": DOCS, "timeout_ms": 30_000}
+    answer = client.post("/api/rerank", json=body)
     assert answer.status_code == 200, answer.text
     assert sorted(len(s.body["documents"]) for s in peer.seen) == [1, 2]
     assert {s.body["timeout_ms"] for s in peer.seen} == {12_000}
