@@ -39,6 +39,7 @@ import tantivy
 from sidecar.backends import embedded
 from sidecar.backends.base import SearchBackend
 from sidecar.config import Settings
+from sidecar.deadline import Deadline
 from sidecar.demo import load_queries_zh
 from sidecar.query import Normalizer
 from sidecar.wiring import build_backend
@@ -63,7 +64,11 @@ def evaluate(
         try:
             results = [
                 await backend.search(
-                    settings.engine.default_index, normalizer.text(f["query"]), [], window, 30.0
+                    settings.engine.default_index,
+                    normalizer.text(f["query"]),
+                    [],
+                    window,
+                    Deadline.after(30.0),
                 )
                 for f in families
             ]

@@ -322,6 +322,7 @@ def memory_flatness(scorer: Any, pairs: list[Any], total: int = 2000) -> dict[st
 def cpu_smoke(reps: int) -> dict[str, Any]:
     from PIL import Image
 
+    from sidecar.deadline import Deadline
     from sidecar.documents import make_document
     from sidecar.query import Query
     from sidecar.scoring.lychee import LycheeScorer
@@ -342,7 +343,9 @@ def cpu_smoke(reps: int) -> dict[str, Any]:
             samples = []
             for _ in range(reps):
                 start = time.perf_counter()
-                await scorer.score(query, documents, "instruct", images)
+                await scorer.score(
+                    query, documents, "instruct", images, deadline=Deadline.after(60.0)
+                )
                 samples.append(time.perf_counter() - start)
             return samples
 
@@ -351,7 +354,7 @@ def cpu_smoke(reps: int) -> dict[str, Any]:
             for _ in range(reps):
                 start = time.perf_counter()
                 for doc in documents:
-                    await scorer.score(query, [doc], "instruct")
+                    await scorer.score(query, [doc], "instruct", deadline=Deadline.after(60.0))
                 samples.append(time.perf_counter() - start)
             return samples
 
@@ -360,7 +363,7 @@ def cpu_smoke(reps: int) -> dict[str, Any]:
             before = rss_mib()
             for start in range(0, total, 50):
                 docs = [make_document(str(start + i), f"item {start + i}") for i in range(50)]
-                await scorer.score(query, docs, "instruct")
+                await scorer.score(query, docs, "instruct", deadline=Deadline.after(60.0))
             return {"documents": total, "rss_before_mib": before, "rss_after_mib": rss_mib()}
 
         asyncio.run(many(100))  # allocator warm-up

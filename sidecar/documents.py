@@ -1,20 +1,25 @@
-"""Engine hit -> Document, through the configured field map. Pure: no I/O.
+"""Engine hit -> Document, through the configured field map. No I/O.
 
 A hit with missing or odd fields still makes a Document (empty selling points, no image): a product
-with a broken record is ranked on what it has rather than failing the request.
+with a broken record is ranked on what it has rather than failing the request. `DocumentMemo`
+remembers the documents of the last hits seen, for the flow's warm windows.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from sidecar.backends.base import Hit
 from sidecar.config import FieldMap
 
 SEPARATOR = " | "
+# Documents a DocumentMemo keeps by default: this many, the least recent dropped.
+DOCUMENT_MEMO = 8192
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,46 @@ def from_hit(hit: Hit, field_map: FieldMap) -> Document:
 
 def from_hits(hits: Iterable[Hit], field_map: FieldMap) -> list[Document]:
     return [from_hit(hit, field_map) for hit in hits]
+
+
+class DocumentMemo:
+    """`from_hits`, remembering the last `size` hits' documents: a hit seen again (same index
+    and id, the same values in the fields the field map reads) gets the document made the first
+    time, so a warm window costs a tuple comparison per hit instead of reading the fields and
+    hashing what the model reads. from_hit reads only those fields, so the document is the same
+    whatever else the `_source` holds (the drop-in may fetch all of it, /search the mapped
+    fields); a new field map starts afresh."""
+
+    def __init__(self, size: int = DOCUMENT_MEMO) -> None:
+        self.size = size
+        self._fields: FieldMap | None = None
+        self._names: list[str] = []
+        self._known: OrderedDict[tuple[str, str], tuple[tuple[Any, ...], Document]] = OrderedDict()
+
+    def of(self, hits: Sequence[Hit], field_map: FieldMap) -> list[Document]:
+        if field_map is not self._fields:
+            self._fields, self._names = field_map, field_map.source_fields()
+            self._known.clear()
+        known, names = self._known, self._names
+        out: list[Document] = []
+        for hit in hits:
+            key = (hit.index, hit.id)
+            values = tuple(map(hit.source.get, names, repeat(_ABSENT)))
+            seen = known.get(key)
+            if seen is not None and seen[0] == values:
+                known.move_to_end(key)
+                out.append(seen[1])
+                continue
+            document = from_hit(hit, field_map)
+            known[key] = (values, document)
+            known.move_to_end(key)
+            if len(known) > self.size:
+                known.popitem(last=False)
+            out.append(document)
+        return out
+
+
+_ABSENT = object()  # a field the `_source` does not have (not the same as one set to null)
 
 
 def _as_text(value: Any) -> str:

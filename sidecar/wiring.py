@@ -16,7 +16,7 @@ from sidecar.backends.passthrough import EngineProxy
 from sidecar.cache.base import HoldsBytes, ScoreCache
 from sidecar.cache.memory import MemoryCache, NoCache
 from sidecar.config import Settings
-from sidecar.documents import from_hit
+from sidecar.documents import DocumentMemo, from_hit
 from sidecar.errors import ConfigError
 from sidecar.pipeline import Pipeline
 from sidecar.query import Normalizer
@@ -29,6 +29,7 @@ from sidecar.scoring.base import (
     identity_of,
 )
 from sidecar.scoring.calibration import Calibration, check_identity, load_calibration
+from sidecar.scoring_service import ScoringService
 from sidecar.services import Services
 
 if TYPE_CHECKING:
@@ -57,18 +58,24 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         ):
             scorer.share_embeddings(cache, settings.cache.prefix, settings.cache.ttl_s)
     rules = RuleStore(settings.rules.path)
-    pipeline = Pipeline(
-        backend,
+    images = build_image_loader(settings, scorer)
+    scoring = ScoringService(
         scorer,
         cache,
-        rules,
-        settings.fields,
+        images=images,
+        calibration=calibration,
         cache_prefix=settings.cache.prefix,
         cache_ttl_s=settings.cache.ttl_s,
+    )
+    documents = DocumentMemo()
+    pipeline = Pipeline(
+        backend,
+        scoring,
+        rules,
+        settings.fields,
         engine_share=settings.limits.engine_share,
         strict_languages=settings.scorer.strict_languages,
-        images=build_image_loader(settings, scorer),
-        calibration=calibration,
+        documents=documents,
     )
     if calibration is not None and (
         scorer.state.ready or settings.scorer.kind in IDENTITY_AT_BUILD
@@ -80,6 +87,9 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         scorer=scorer,
         cache=cache,
         rules=rules,
+        scoring=scoring,
+        images=images,
+        documents=documents,
         pipeline=pipeline,
         normalizer=Normalizer(
             settings.query.casing,
@@ -95,15 +105,15 @@ async def close_services(services: Services, *, close_scorer: bool = True) -> No
     for task in services.tasks:
         task.cancel()
     await asyncio.gather(*services.tasks, return_exceptions=True)
-    await services.pipeline.drain()
+    await services.scoring.drain()
     if close_scorer:
         await services.scorer.close()
     await services.cache.close()
     await services.backend.close()
     if services.proxy is not None:
         await services.proxy.close()
-    if services.pipeline.images is not None:
-        await services.pipeline.images.close()
+    if services.images is not None:
+        await services.images.close()
 
 
 @asynccontextmanager
@@ -124,7 +134,7 @@ async def loaded_services(settings: Settings) -> AsyncIterator[Services]:
 async def load_model(services: Services) -> None:
     """Load the model; then a calibration fitted for another score identity is refused
     (ConfigError: an app that waits for its model does not start; otherwise it is logged and
-    every request says so, since Pipeline.score serves no mismatched calibration)."""
+    every request says so, since ScoringService.score serves no mismatched calibration)."""
     if not services.scorer.state.ready:
         await services.scorer.load()
     if services.scorer.state.ready:
@@ -136,9 +146,9 @@ async def load_model(services: Services) -> None:
 
 
 def check_calibration(services: Services) -> Calibration | None:
-    """The pipeline's calibration, or ConfigError when the loaded scorer's score identity is
-    not the one it was fitted for (both named)."""
-    calibration = services.pipeline.calibration
+    """The scoring service's calibration, or ConfigError when the loaded scorer's score
+    identity is not the one it was fitted for (both named)."""
+    calibration = services.scoring.calibration
     if calibration is not None:
         check_identity(calibration, identity_of(services.scorer), services.scorer.model_id)
     return calibration

@@ -92,7 +92,7 @@ async def rules_preview(
 @router.get("/cache/stats")
 async def cache_stats(services: ServicesDep) -> dict[str, Any]:
     stats = services.cache.stats()
-    stats["single_flight_shared"] = services.pipeline.flights.shared
+    stats["single_flight_shared"] = services.scoring.flights.shared
     stats["prefix"] = services.settings.cache.prefix
     return stats
 
@@ -106,7 +106,7 @@ async def cache_flush(body: FlushRequest, services: ServicesDep) -> dict[str, An
         prefix = body.prefix or ""
         if not prefix.startswith(own):  # never reach keys that are not the sidecar's
             raise InvalidRequest(f"prefix must start with the cache prefix {own!r}", field="prefix")
-    services.pipeline.flushed()  # in-flight scores must not recreate what is deleted now
+    services.scoring.flushed()  # in-flight scores must not recreate what is deleted now
     try:
         deleted = await services.cache.delete_prefix(prefix)
     except CacheUnavailable as exc:

@@ -25,8 +25,8 @@ from sidecar.api.mapping import rerank_inputs, tei_rerank_inputs
 from sidecar.api.models import RerankRequest, TEIRerankRequest
 from sidecar.api.validation import invalid_request
 from sidecar.errors import InvalidRequest, SidecarError, status_for
-from sidecar.observability.middleware import arrived, remember_scoring
-from sidecar.pipeline import ScoreReport
+from sidecar.observability.middleware import remember_scoring
+from sidecar.scoring_service import ScoreReport
 from sidecar.services import Services
 
 # (error, the sidecar's status for it) -> the imitated API's answer
@@ -56,9 +56,9 @@ async def score_for(
     request keeps its own mapping (api.mapping.tei_rerank_inputs: its truncation, its field
     names in errors); the other shapes come as the /api/rerank request of the same meaning."""
     if isinstance(body, TEIRerankRequest):
-        inputs = tei_rerank_inputs(body, services, arrived(request))
+        inputs = tei_rerank_inputs(body, services, request)
     else:
-        inputs = rerank_inputs(body, services, arrived(request))
+        inputs = rerank_inputs(body, services, request)
     report = await services.pipeline.rerank(*inputs)
     remember_scoring(request, report)  # metrics and the request's log line
     return report

@@ -10,7 +10,6 @@ and `raw_score` / `raw_score_without` are the scorer's own.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,12 +18,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from sidecar.api.compat import usable
 from sidecar.api.deps import ServicesDep
-from sidecar.api.mapping import parse_query, timeout_s
+from sidecar.api.mapping import deadline_for, parse_query
 from sidecar.api.models import Body, QueryObject, QueryText
-from sidecar.deadline import Deadline
 from sidecar.documents import Document, make_document
 from sidecar.errors import ScoringFailed
-from sidecar.observability.middleware import arrived
 from sidecar.rules.ranking import band_of
 from sidecar.services import Services
 
@@ -108,11 +105,9 @@ def variants(product: ExplainProduct) -> tuple[list[Document], list[tuple[str, i
 @router.post("/api/explain", response_model=ExplainResponse)
 async def explain(body: ExplainRequest, services: ServicesDep, request: Request) -> dict[str, Any]:
     query = parse_query(body.query, services.normalizer)
-    # no engine order to fall back on: the rerank routes' budget, as /api/rerank and /v1/rerank,
-    # counted from the request's arrival
+    # no engine order to fall back on: the rerank routes' budget, as /api/rerank and /v1/rerank
     rerank_ms = services.settings.limits.rerank_timeout_ms
-    start = arrived(request) or time.perf_counter()
-    deadline = Deadline(start + timeout_s(body.timeout_ms, services, rerank_ms))
+    deadline = deadline_for(request, body.timeout_ms, services, rerank_ms)
     documents, removed = variants(body.product)
     instruction = body.instruction or services.settings.scorer.instruction
     report = await services.pipeline.rerank(query, documents, instruction, deadline)
@@ -130,7 +125,7 @@ async def explain(body: ExplainRequest, services: ServicesDep, request: Request)
         for (kind, i, text), without, raw_without in zip(removed, scores[1:], raw[1:], strict=True)
     ]
     fragments.sort(key=lambda f: -abs(f.delta))
-    calibration = services.pipeline.calibration
+    calibration = services.scoring.calibration
     return {
         "score": full,
         "raw_score": raw[0],

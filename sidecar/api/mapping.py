@@ -1,10 +1,14 @@
 """Request bodies -> pipeline inputs, in one place: every route (and the drop-in endpoint) reads
 its request through these functions and shapes its own answer. Limits are checked here, with the
-field that broke them; the pipeline raises what only it can know (model state, modalities)."""
+field that broke them; the pipeline raises what only it can know (model state, modalities).
+Every route with a budget makes its one Deadline here (`deadline_for`), from the request's
+arrival."""
 
 from __future__ import annotations
 
 import time
+
+from fastapi import Request
 
 from sidecar.api.models import (
     Filters,
@@ -17,8 +21,10 @@ from sidecar.api.models import (
     V2RerankRequest,
 )
 from sidecar.backends.base import Filter, RangeFilter, TermFilter
+from sidecar.deadline import Deadline
 from sidecar.documents import Document, make_document
 from sidecar.errors import Forbidden, InvalidRequest
+from sidecar.observability.middleware import arrived
 from sidecar.pipeline import SearchParams
 from sidecar.query import Normalizer, Query
 from sidecar.services import Services
@@ -42,9 +48,14 @@ def to_filters(filters: Filters) -> list[Filter]:
     return out
 
 
-def timeout_s(timeout_ms: int | None, services: Services, default_ms: int | None = None) -> float:
-    """The request's budget in seconds: its own `timeout_ms` up to the maximum, or the default
-    (`default_ms`, else limits.default_timeout_ms)."""
+def deadline_for(
+    request: Request, timeout_ms: int | None, services: Services, default_ms: int | None = None
+) -> Deadline:
+    """The request's one Deadline: its own `timeout_ms` up to limits.max_timeout_ms
+    (InvalidRequest naming `timeout_ms` above it), or the default (`default_ms`, else
+    limits.default_timeout_ms), counted from when the request arrived (RequestMiddleware notes
+    it), so reading and parsing the body come out of the same budget. Outside the middleware
+    (an app without it) it counts from now."""
     limits = services.settings.limits
     fallback = default_ms if default_ms is not None else limits.default_timeout_ms
     ms = timeout_ms if timeout_ms is not None else fallback
@@ -52,10 +63,14 @@ def timeout_s(timeout_ms: int | None, services: Services, default_ms: int | None
         raise InvalidRequest(
             f"timeout_ms {ms} is above the maximum {limits.max_timeout_ms}", field="timeout_ms"
         )
-    return ms / 1000
+    start = arrived(request)
+    return Deadline.since(start if start is not None else time.perf_counter(), ms / 1000)
 
 
-def search_params(body: SearchRequest, services: Services) -> SearchParams:
+def search_params(
+    body: SearchRequest, services: Services, request: Request
+) -> tuple[SearchParams, Deadline]:
+    """(what to search, the request's Deadline) of a /search request."""
     limits = services.settings.limits
     window = body.window if body.window is not None else limits.default_window
     if window > limits.max_window:
@@ -70,11 +85,11 @@ def search_params(body: SearchRequest, services: Services) -> SearchParams:
         raise InvalidRequest(
             f"from + size must not exceed {limits.max_result_window}", field="from"
         )
-    timeout = timeout_s(body.timeout_ms, services)
+    deadline = deadline_for(request, body.timeout_ms, services)
     rules = (
         services.rules.variant(body.rules, body.user_key) if body.rules or body.user_key else None
     )
-    return SearchParams(
+    params = SearchParams(
         index=allowed_index(body.index or services.settings.engine.default_index, services),
         query=parse_query(body.query, services.normalizer),
         filters=to_filters(body.filters),
@@ -82,10 +97,10 @@ def search_params(body: SearchRequest, services: Services) -> SearchParams:
         size=body.size,
         window=window,
         instruction=body.instruction or services.settings.scorer.instruction,
-        timeout_s=timeout,
         rules=rules,
         raw_query=body.raw_query,
     )
+    return params, deadline
 
 
 def allowed_index(index: str, services: Services) -> str:
@@ -135,11 +150,10 @@ def to_documents(items: list[str | RerankDocument]) -> list[Document]:
 
 
 def rerank_inputs(
-    body: RerankRequest, services: Services, arrived: float | None = None
-) -> tuple[Query, list[Document], str, float]:
-    """(query, documents, instruction, deadline) of an /api/rerank request. The budget counts
-    from `arrived` (the perf_counter instant the request came in, RequestMiddleware) when the
-    route knows it, so reading and parsing the body come out of it too; else from now."""
+    body: RerankRequest, services: Services, request: Request
+) -> tuple[Query, list[Document], str, Deadline]:
+    """(query, documents, instruction, deadline) of an /api/rerank request: the rerank routes'
+    default budget (limits.rerank_timeout_ms), counted from the request's arrival."""
     limit = services.settings.limits.max_rerank_documents
     if not body.documents:
         raise InvalidRequest("documents is empty", field="documents")
@@ -150,9 +164,10 @@ def rerank_inputs(
     query = parse_query(body.query, services.normalizer)
     documents = to_documents(body.documents)
     instruction = body.instruction or services.settings.scorer.instruction
-    budget = timeout_s(body.timeout_ms, services, services.settings.limits.rerank_timeout_ms)
-    start = arrived if arrived is not None else time.perf_counter()
-    return query, documents, instruction, start + budget
+    deadline = deadline_for(
+        request, body.timeout_ms, services, services.settings.limits.rerank_timeout_ms
+    )
+    return query, documents, instruction, deadline
 
 
 def as_rerank_request(body: V1RerankRequest) -> RerankRequest:
@@ -201,19 +216,19 @@ def v2_as_rerank_request(body: V2RerankRequest) -> RerankRequest:
 
 
 def tei_rerank_inputs(
-    body: TEIRerankRequest, services: Services, arrived: float | None = None
-) -> tuple[Query, list[Document], str, float]:
+    body: TEIRerankRequest, services: Services, request: Request
+) -> tuple[Query, list[Document], str, Deadline]:
     """(query, documents, instruction, deadline) of a TEI /rerank request. Documents are cut to
     scorer.max_doc_chars at the end (`truncation_direction: right`) or, for `left`, here at the
     start, so the scorer reads the end of the text. Fields are named as TEI names them."""
     keep = services.settings.scorer.max_doc_chars
     left = body.truncation_direction.lower() == "left"
     texts: list[str | RerankDocument] = [t[-keep:] if left else t for t in body.texts]
-    request = RerankRequest(
+    as_rerank = RerankRequest(
         query=body.query, documents=texts, instruction=body.instruction, timeout_ms=body.timeout_ms
     )
     try:
-        return rerank_inputs(request, services, arrived)
+        return rerank_inputs(as_rerank, services, request)
     except InvalidRequest as exc:
         if exc.field is not None and exc.field.startswith("documents"):
             exc.field = "texts" + exc.field.removeprefix("documents")

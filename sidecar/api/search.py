@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Request
 from sidecar.api.deps import ServicesDep
 from sidecar.api.mapping import search_params
 from sidecar.api.models import SearchRequest
-from sidecar.observability.middleware import arrived, remember_search
+from sidecar.observability.middleware import remember_search
 from sidecar.pipeline import PageHit, SearchOutcome, SearchParams
 from sidecar.services import Services
 
@@ -19,8 +18,8 @@ router = APIRouter()
 
 @router.post("/search")
 async def search(body: SearchRequest, services: ServicesDep, request: Request) -> dict[str, Any]:
-    params = replace(search_params(body, services), arrived=arrived(request))
-    outcome = await services.pipeline.search(params)
+    params, deadline = search_params(body, services, request)
+    outcome = await services.pipeline.search(params, deadline)
     remember_search(request, outcome, params.query.text)  # metrics and the request's log line
     return render(outcome, params, body.explain, services)
 

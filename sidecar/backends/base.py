@@ -1,16 +1,20 @@
 """The SearchBackend contract: what the pipeline needs from a first-stage engine.
 
-A backend turns (index, query text or raw query, filters, window, timeout) into hits with the
-engine's score and `_source`. It raises the sidecar's errors, never a client library's:
-NotFound (unknown index), BadQuery (the engine refused the query, with its reason),
-EngineUnavailable (cannot connect / server error), EngineTimeout (deadline passed).
+A backend turns (index, query text or raw query, filters, window, deadline) into hits with the
+engine's score and `_source`, its client's timeouts taken from what is left of the deadline. It
+raises the sidecar's errors, never a client library's: NotFound (unknown index), BadQuery (the
+engine refused the query, with its reason), EngineUnavailable (cannot connect / server error),
+EngineTimeout (deadline passed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sidecar.deadline import Deadline
 
 Scalar = str | int | float | bool
 
@@ -76,12 +80,12 @@ class SearchBackend(Protocol):
         query: str | None,
         filters: Sequence[Filter],
         window: int,
-        timeout: float,
+        deadline: Deadline,
         raw_query: Mapping[str, Any] | None = None,
         offset: int = 0,
     ) -> SearchResult:
         """Top `window` hits (after skipping `offset`) for the query text (or the raw query
-        body), within `timeout` seconds."""
+        body), by `deadline` (EngineTimeout when the engine is slower)."""
         ...
 
     async def ping(self) -> bool:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from sidecar.backends import dsl
 from sidecar.backends.base import Filter, Readiness, SearchResult
 from sidecar.config import EngineSettings, FieldMap
+from sidecar.deadline import Deadline
 
 CLUSTER_HEALTH = "cluster_health"
 INDEX_COUNT = "index_count"
@@ -75,7 +76,7 @@ class ClusterBackend:
         query: str | None,
         filters: Sequence[Filter],
         window: int,
-        timeout: float,
+        deadline: Deadline,
         raw_query: Mapping[str, Any] | None = None,
         offset: int = 0,
     ) -> SearchResult:
@@ -88,7 +89,8 @@ class ClusterBackend:
             self.source_fields,
             raw_query,
         )
-        wait = min(timeout, self.settings.request_timeout_s)  # the request's deadline wins
+        # the client's request timeout: what is left of the deadline, request_timeout_s at most
+        wait = min(deadline.wait_s(), self.settings.request_timeout_s)
         return dsl.parse_response(await self._send(dsl.search_path_index(index, body), body, wait))
 
     async def _send(

@@ -18,6 +18,7 @@ from typing import Any
 
 from sidecar.backends.base import Filter, Hit, SearchResult
 from sidecar.backends.embedded_index import EmbeddedIndex
+from sidecar.deadline import Deadline
 from sidecar.errors import InvalidRequest, NotFound
 
 
@@ -55,7 +56,7 @@ class EmbeddedBackend:
         query: str | None,
         filters: Sequence[Filter],
         window: int,
-        timeout: float,
+        deadline: Deadline,
         raw_query: Mapping[str, Any] | None = None,
         offset: int = 0,
     ) -> SearchResult:
@@ -70,7 +71,8 @@ class EmbeddedBackend:
             raise InvalidRequest(
                 "the embedded engine takes query text, not a raw query body", field="raw_query"
             )
-        # tantivy searches in native code: off the event loop, so other requests go on meanwhile
+        # tantivy searches in native code: off the event loop, so other requests go on meanwhile;
+        # a search cannot be cut there, so `deadline` is kept by the caller's wait
         return await asyncio.to_thread(found.search, query, filters, window, offset)
 
     async def ping(self) -> bool:

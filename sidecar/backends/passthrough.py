@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 
 from sidecar.config import EngineSettings
+from sidecar.deadline import Deadline
 from sidecar.errors import EngineTimeout, EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,13 @@ class EngineProxy:
         query: bytes,
         headers: Sequence[tuple[str, str]],
         body: bytes,
-        timeout: float | None = None,
+        deadline: Deadline | None = None,
     ) -> EngineAnswer:
         """Send the request to the engine (the next node when one refuses the connection) and
-        return its answer with the body unread. `raw_path` and `query` are the caller's bytes."""
-        wait = min(timeout, self.settings.request_timeout_s) if timeout else None
+        return its answer with the body unread. `raw_path` and `query` are the caller's bytes.
+        With a `deadline` the wait is what is left of it (at most request_timeout_s); without,
+        request_timeout_s (a pass-through has no budget of its own)."""
+        wait = min(deadline.wait_s(), self.settings.request_timeout_s) if deadline else None
         forwarded = [(k, v) for k, v in headers if k.lower() not in _NOT_FORWARDED]
         attempts = max(1, min(len(self._urls), 1 + self.settings.retries))
         last: Exception | None = None

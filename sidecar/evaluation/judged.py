@@ -4,12 +4,12 @@ instruction and so the same pair keys as `eval` (sidecar.evaluation.runner)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.backends.base import Hit, TermFilter
+from sidecar.deadline import Deadline
 from sidecar.documents import Document, from_hit
 from sidecar.evaluation.data import Dataset, JudgedQuery
 from sidecar.evaluation.runner import EVAL_FIELDS, corpus_documents
@@ -51,8 +51,8 @@ async def score_judged(
     for judged in dataset.queries:
         ids = sorted(judged.labels)
         query = services.normalizer.query(judged.text)
-        report = await services.pipeline.score(
-            query, [corpus[i] for i in ids], instruction, time.perf_counter() + TIMEOUT_S
+        report = await services.scoring.score(
+            query, [corpus[i] for i in ids], instruction, Deadline.after(TIMEOUT_S)
         )
         if report.status != "ok":
             raise RuntimeError(f"scoring did not complete for {judged.text!r}: {report.reason}")
@@ -67,7 +67,7 @@ async def score_judged(
         if index is not None:
             only_judged = [TermFilter("id", tuple(ids))]
             first = await services.backend.search(
-                index, query.text, only_judged, len(ids), TIMEOUT_S
+                index, query.text, only_judged, len(ids), Deadline.after(TIMEOUT_S)
             )
             scored.engine = list(first.hits)
             found = {h.id for h in first.hits}

@@ -17,18 +17,19 @@ they would be absent from a shopper's page.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sidecar.backends.base import Hit, TermFilter
 from sidecar.config import FieldMap
+from sidecar.deadline import Deadline
 from sidecar.documents import Document, from_hit
 from sidecar.evaluation.data import Dataset, JudgedQuery
 from sidecar.evaluation.metrics import mrr_best, ndcg_at, recall_at
 from sidecar.pipeline import Pipeline, SearchParams
 from sidecar.rules import LoadedRules
+from sidecar.scoring_service import ScoringService
 from sidecar.services import Services
 
 # Every order a report may hold, in the order it shows them; calibrated and tuned only when asked.
@@ -37,6 +38,9 @@ EVAL_FIELDS = FieldMap(
     id="id", title="title", selling_points="description", image_urls="image_url", business=[]
 )
 SEARCH_FIELDS = {"title": 3.0, "description": 1.5}
+# Operator work: every pair scored, never a fallback.
+ENGINE_TIMEOUT_S = 60.0
+TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -84,10 +88,10 @@ async def evaluate(
     progress: Callable[[QueryResult], None] | None = None,
     seed: int = 13,
     variants: Sequence[Variant] = (),
-    scoring: Pipeline | None = None,
+    scoring: ScoringService | None = None,
 ) -> list[QueryResult]:
-    """Every order of every judged query. `scoring` (default: the services' pipeline) gives
-    the model-alone order and the per-pair scores."""
+    """Every order of every judged query. `scoring` (default: the services' scoring service)
+    gives the model-alone order and the per-pair scores."""
     pipeline = services.pipeline
     if pipeline.field_map != EVAL_FIELDS:  # the corpus has its own fields (session.run_eval)
         raise ValueError("evaluate() needs services built with fields=EVAL_FIELDS")
@@ -107,7 +111,7 @@ async def evaluate(
             corpus,
             random.Random(f"{seed}:{judged.id}"),
             variants,
-            scoring or pipeline,
+            scoring or services.scoring,
         )
         metrics = {
             order: {
@@ -134,13 +138,15 @@ async def _rankings(
     corpus: dict[str, Document],
     rng: random.Random,
     variants: Sequence[Variant],
-    scoring: Pipeline,
+    scoring: ScoringService,
 ) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
     ids = sorted(judged.labels)
     query = services.normalizer.query(judged.text)
     instruction = services.settings.scorer.instruction
     only_judged = [TermFilter("id", tuple(ids))]
-    first = await services.backend.search(index, query.text, only_judged, len(ids), 60.0)
+    first = await services.backend.search(
+        index, query.text, only_judged, len(ids), Deadline.after(ENGINE_TIMEOUT_S)
+    )
     engine = [h.id for h in first.hits]
     missed = [i for i in ids if i not in set(engine)]
 
@@ -151,11 +157,10 @@ async def _rankings(
         size=len(ids),
         window=len(ids),
         instruction=instruction,
-        timeout_s=600.0,
     )
 
     async def reranked(through: Pipeline, rules: LoadedRules | None) -> list[str]:
-        outcome = await through.search(replace(params, rules=rules))
+        outcome = await through.search(replace(params, rules=rules), Deadline.after(TIMEOUT_S))
         if outcome.report.status != "ok":
             raise RuntimeError(
                 f"scoring did not complete for {judged.text!r}: {outcome.report.reason}"
@@ -168,7 +173,7 @@ async def _rankings(
     for variant in variants:
         orders[variant.name] = await reranked(variant.pipeline, variant.rules)
     report = await scoring.score(
-        query, [corpus[i] for i in ids], instruction, time.perf_counter() + 600
+        query, [corpus[i] for i in ids], instruction, Deadline.after(TIMEOUT_S)
     )
     scores = dict(zip(ids, report.scores, strict=True))
     raw = dict(zip(ids, report.raw_scores, strict=True))

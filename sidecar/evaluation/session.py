@@ -84,14 +84,15 @@ async def run_eval(
     async with loaded_services(settings) as services:
         variants: list[Variant] = []
         calibrated = None
-        scoring = services.pipeline
+        scoring, pipeline = services.scoring, services.pipeline
         if calibration is not None:
             calibrated = load_calibration(calibration)
             check_identity(calibrated, identity_of(services.scorer), services.scorer.model_id)
-            scoring = services.pipeline.calibrated_by(calibrated)
-            variants.append(Variant("calibrated", scoring))
+            scoring = services.scoring.calibrated_by(calibrated)
+            pipeline = pipeline.scored_by(scoring)
+            variants.append(Variant("calibrated", pipeline))
         if rules is not None:
-            variants.append(Variant("tuned", scoring, load_rules(rules)))
+            variants.append(Variant("tuned", pipeline, load_rules(rules)))
         index = f"eval-{dataset.name.lower()}"
         template = await _index_corpus(services, index, dataset, echo, mapping)
         started = time.perf_counter()

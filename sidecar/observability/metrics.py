@@ -28,7 +28,8 @@ from prometheus_client.registry import Collector
 from sidecar.scoring.base import Batched, SharesEmbeddings
 
 if TYPE_CHECKING:
-    from sidecar.pipeline import ScoreReport, SearchOutcome
+    from sidecar.pipeline import SearchOutcome
+    from sidecar.scoring_service import ScoreReport
     from sidecar.services import Services
 
 # Latency buckets in seconds: a reranked search lives between a few ms (warm cache) and the
@@ -219,8 +220,8 @@ class Metrics:
         scorer = services.scorer
         if isinstance(scorer, Batched) and scorer.batcher is not None:
             scorer.batcher.observe_with(self.batch_observer)
-        if services.pipeline.images is not None:
-            services.pipeline.images.observe_with(self.image_observer)
+        if services.images is not None:
+            services.images.observe_with(self.image_observer)
 
     def detach(self) -> None:
         self._services = lambda: None

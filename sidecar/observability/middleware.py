@@ -29,7 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sidecar import logs
 from sidecar.errors import INTERNAL_ERROR
 from sidecar.observability.metrics import Metrics
-from sidecar.pipeline import ScoreReport, SearchOutcome
+from sidecar.pipeline import SearchOutcome
+from sidecar.scoring_service import ScoreReport
 
 log = logging.getLogger("sidecar.request")
 

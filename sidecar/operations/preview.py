@@ -13,7 +13,7 @@ from typing import Any
 
 from sidecar.pipeline import PageHit, SearchOutcome
 from sidecar.rules.loader import LoadedRules
-from sidecar.services import Services, params_for
+from sidecar.services import Services, operator_deadline, params_for
 
 
 async def preview(
@@ -27,8 +27,13 @@ async def preview(
     out = []
     for text in queries:
         params = params_for(services, text, size, window)
-        before = await services.pipeline.search(replace(params, rules=live))
-        after = await services.pipeline.search(replace(params, rules=candidate))
+        # each run its own budget: the second must not get what the first left
+        live_params, candidate_params = (
+            replace(params, rules=live),
+            replace(params, rules=candidate),
+        )
+        before = await services.pipeline.search(live_params, operator_deadline(services))
+        after = await services.pipeline.search(candidate_params, operator_deadline(services))
         out.append(compare(params.query.text, before, after))
     return out
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sidecar.deadline import Deadline
 from sidecar.errors import ConfigError
 from sidecar.services import Services, params_for
 
@@ -209,8 +210,9 @@ class InProcessTarget:
         self.window = window
 
     async def run(self, query: str) -> Result:
-        params = params_for(self.services, query, 0, self.window, self.timeout_ms / 1000)
-        report = (await self.services.pipeline.search(params)).report
+        params = params_for(self.services, query, 0, self.window)
+        deadline = Deadline.after(self.timeout_ms / 1000)
+        report = (await self.services.pipeline.search(params, deadline)).report
         return _result(
             {
                 "rerank_status": report.status,

@@ -1,5 +1,10 @@
 """The Scorer contract: (query, documents, instruction) -> one float in [0, 1] per document.
 
+Every call carries the request's Deadline for the model (what is left, less the answer's
+reserve). A scorer that calls another server bounds that call by it; one that computes here may
+finish after it, since the scores it gives then still fill the cache (the caller stops waiting
+at the deadline, the work does not).
+
 `model_id` is part of every cache key, so two scorers that could disagree must not share one.
 Images: a scorer that reads them says so with `reads_images`; the pipeline then loads them
 (query and documents) and passes them in `images`, keyed by URL or by the query's image hash.
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from sidecar.deadline import Deadline
     from sidecar.documents import Document
     from sidecar.query import Query
     from sidecar.scoring.batching import MicroBatcher
@@ -51,8 +57,10 @@ class Scorer(Protocol):
         documents: Sequence[Document],
         instruction: str,
         images: Mapping[str, Image] | None = None,
+        *,
+        deadline: Deadline,
     ) -> list[float]:
-        """One relevance score in [0, 1] per document, in order."""
+        """One relevance score in [0, 1] per document, in order, meant by `deadline`."""
         ...
 
     async def close(self) -> None: ...

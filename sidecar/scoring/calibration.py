@@ -6,7 +6,7 @@ Every scorer's raw score has its own distribution (Lychee: P("yes"); MiniLM: a c
 so one rules file's thresholds ("drop below 0.4") mean something else on each. Calibrated, a
 score is the probability that a shop's raters call the pair relevant, on every model.
 
-The map is applied after the cache (Pipeline.score): raw scores stay in the cache, so fitting
+The map is applied after the cache (ScoringService.score): raw scores stay in the cache, so fitting
 or changing a calibration invalidates nothing. A calibration belongs to one score identity
 (sidecar.scoring.identity); a file fitted for another identity is refused (ConfigError naming
 both). The map is strictly increasing, so the model's own order never changes:

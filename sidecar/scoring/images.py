@@ -15,8 +15,8 @@ it. What is refused:
   control character): `bad_url`. Anything else that goes wrong with one reference is that
   reference's failure (`other: ...`), never an exception out of `load_many`.
 
-`load_many(refs, deadline=...)` returns by the request's deadline (a `time.perf_counter()`
-instant): what has not finished then is a failure `timeout: deadline passed` for that request.
+`load_many(refs, deadline)` returns by the request's Deadline (sidecar.deadline): what has not
+finished then is a failure `timeout: deadline passed` for that request.
 The fetch itself is not cut: it runs on under its own timeouts (connect + read), shared by every
 request that wants the same image meanwhile (one fetch per image at a time), and its outcome is
 kept: a slow host's image is cached for the next search, and a fetch that fails on its own
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from sidecar.config import ImageSettings
+    from sidecar.deadline import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +78,10 @@ class ImageObserver(Protocol):
 MAX_REDIRECTS = 3
 CONCURRENCY = 16
 POOL_TIMEOUT_S = 1.0
-# A timeout this close to the request's deadline is the deadline's doing, not the host's.
-DEADLINE_SLACK_S = 0.02
 # Longer keys are remembered by digest so a long URL cannot make the negative cache large.
 MAX_REMEMBERED_KEY = 512
 DEADLINE_PASSED = "timeout: deadline passed"
 REMEMBERED = " (remembered)"
-
-
-class DeadlinePassed(ImageRefused):
-    """The request's deadline ran out: not the image's fault, so not remembered."""
-
-    def __init__(self) -> None:
-        super().__init__(DEADLINE_PASSED)
 
 
 class Loaded(NamedTuple):
@@ -154,10 +146,12 @@ class ImageLoader:
         """Report each image loaded (cache hits aside) and each failure with its reason."""
         self._observer = observer
 
-    async def load_many(self, refs: Sequence[str | bytes], deadline: float | None = None) -> Loaded:
+    async def load_many(
+        self, refs: Sequence[str | bytes], deadline: Deadline | None = None
+    ) -> Loaded:
         """Images, failure reasons and content digests, by key; never raises for a bad ref.
-        With a `deadline` (a `time.perf_counter()` instant) it returns by then: refs not done
-        are failures `timeout: deadline passed`."""
+        With a `deadline` it returns by then: refs not done are failures `timeout: deadline
+        passed` (without, it waits for the fetches' own timeouts)."""
         images: dict[str, Image] = {}
         failures: dict[str, str] = {}
         digests: dict[str, str] = {}
@@ -180,13 +174,13 @@ class ImageLoader:
             if remembered is not None:
                 self._fail(failures, key, remembered + REMEMBERED)
                 continue
-            if deadline is not None and time.perf_counter() >= deadline:
+            if deadline is not None and deadline.left() <= 0:
                 self._fail(failures, key, DEADLINE_PASSED)
                 continue
             pending[self._fetching(key, ref, cached)] = key
 
         if pending:
-            timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+            timeout = None if deadline is None else deadline.left()
             # asyncio.wait neither cancels the fetches at its timeout nor when this request is
             # cancelled: they are shared and end on their own timeouts
             done, late = await asyncio.wait(pending, timeout=timeout)
@@ -216,7 +210,7 @@ class ImageLoader:
         """The fetch of `key`: the one already running, or a new one under its own timeouts."""
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._load_one(ref, None, stale))
+            task = asyncio.create_task(self._load_one(ref, stale))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._settle(key, done))
         return task
@@ -234,8 +228,7 @@ class ImageLoader:
             return
         if not isinstance(error, ImageRefused):
             log.warning("image load failed unexpectedly: %s", short(key), exc_info=error)
-        if not isinstance(error, DeadlinePassed):
-            self._remember(key, _reason(error))
+        self._remember(key, _reason(error))
 
     def _fail(self, failures: dict[str, str], key: str, reason: str) -> None:
         failures[key] = reason
@@ -248,15 +241,13 @@ class ImageLoader:
             return
         self._failed[_failure_key(key)] = reason
 
-    async def _load_one(
-        self, ref: str | bytes, deadline: float | None, stale: _Entry | None
-    ) -> _Entry:
+    async def _load_one(self, ref: str | bytes, stale: _Entry | None) -> _Entry:
         async with self._limit:
-            return await self._load(ref, deadline, stale)
+            return await self._load(ref, stale)
 
-    async def _load(
-        self, ref: str | bytes, deadline: float | None = None, stale: _Entry | None = None
-    ) -> _Entry:
+    async def _load(self, ref: str | bytes, stale: _Entry | None = None) -> _Entry:
+        """One reference's image, under the configured timeouts only: the fetch is shared by
+        every request that wants it, whatever their deadlines (load_many keeps those)."""
         etag: str | None = None
         if isinstance(ref, bytes):
             data = ref
@@ -268,18 +259,10 @@ class ImageLoader:
             raise ImageRefused("bad_url: contains a NUL or control character")
         elif ref.lower().startswith(("http://", "https://")):
             total = self.settings.connect_timeout_s + self.settings.read_timeout_s
-            left = _left(deadline)
-            if left is not None and left <= 0:
-                raise DeadlinePassed()
-            limit = total if left is None else min(total, left)
             validator = stale.etag if stale is not None and self.settings.trust_etag else None
             try:
-                fetched, etag = await asyncio.wait_for(
-                    self._fetch(ref, deadline, validator), timeout=limit
-                )
+                fetched, etag = await asyncio.wait_for(self._fetch(ref, validator), timeout=total)
             except TimeoutError as exc:  # a slow drip that never trips the read timeout
-                if _near(deadline):
-                    raise DeadlinePassed() from exc
                 raise ImageRefused(f"timeout: no full answer within {total:.1f} s") from exc
             if fetched is None and stale is not None:  # 304: the image we hold is current
                 return replace(stale, checked=time.monotonic())
@@ -293,17 +276,15 @@ class ImageLoader:
         return self._decode(data), image_bytes.content_digest(data)
 
     async def _fetch(
-        self, url: str, deadline: float | None = None, validator: str | None = None
+        self, url: str, validator: str | None = None
     ) -> tuple[bytes | None, str | None]:
-        """(body, ETag) of an image URL; body None when `validator` still holds (304)."""
+        """(body, ETag) of an image URL, under the client's timeouts; body None when `validator`
+        still holds (304)."""
         headers = {"If-None-Match": validator} if validator else {}
         for _ in range(MAX_REDIRECTS + 1):
             check_url(url)  # each hop; where it may connect is checked when it connects
-            timeout = self._timeouts(deadline)
             try:
-                async with self._client.stream(
-                    "GET", url, timeout=timeout, headers=headers
-                ) as response:
+                async with self._client.stream("GET", url, headers=headers) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
@@ -313,26 +294,12 @@ class ImageLoader:
                         raise ImageRefused(f"http_status: {response.status_code}")
                     return await self._read_body(response), response.headers.get("etag")
             except httpx.TimeoutException as exc:
-                if _near(deadline):
-                    raise DeadlinePassed() from exc
                 raise ImageRefused(f"timeout: {exc.__class__.__name__}") from exc
             except httpx.InvalidURL as exc:
                 raise ImageRefused(f"bad_url: {exc}") from exc
             except httpx.HTTPError as exc:
                 raise ImageRefused(f"unreachable: {exc.__class__.__name__}: {exc}") from exc
         raise ImageRefused(f"redirects: more than {MAX_REDIRECTS}")
-
-    def _timeouts(self, deadline: float | None) -> httpx.Timeout:
-        """The configured timeouts, each cut to the time left before the deadline."""
-        connect, read = self.settings.connect_timeout_s, self.settings.read_timeout_s
-        left = _left(deadline)
-        if left is None:
-            return httpx.Timeout(read, connect=connect, pool=POOL_TIMEOUT_S)
-        if left <= 0:
-            raise DeadlinePassed()
-        return httpx.Timeout(
-            min(read, left), connect=min(connect, left), pool=min(POOL_TIMEOUT_S, left)
-        )
 
     async def _read_body(self, response: httpx.Response) -> bytes:
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -370,15 +337,6 @@ class ImageLoader:
         if self._inflight:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         await self._client.aclose()
-
-
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.perf_counter()
-
-
-def _near(deadline: float | None) -> bool:
-    """Whether the request's deadline has (all but) run out."""
-    return deadline is not None and deadline - time.perf_counter() <= DEADLINE_SLACK_S
 
 
 def _failure_key(key: str) -> str:

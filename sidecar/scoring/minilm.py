@@ -38,6 +38,7 @@ from sidecar.scoring.shared_embeddings import SharedEmbeddings, rounded
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from sidecar.deadline import Deadline
     from sidecar.documents import Document
     from sidecar.query import Query
 
@@ -177,6 +178,8 @@ class MiniLMScorer:
         documents: Sequence[Document],
         instruction: str,
         images: Mapping[str, Image] | None = None,
+        *,
+        deadline: Deadline,  # computed here: a late score still fills the cache (scoring.base)
     ) -> list[float]:
         if self._model is None:
             raise RuntimeError(f"model {self.model_id} is not loaded ({self.state.status})")

@@ -11,9 +11,10 @@ model. A peer that answers 4xx to the warm-up is misconfigured: the state turns 
 
 `score` splits a window into requests of at most `max_documents` (the peer refuses more than its
 `limits.max_rerank_documents`, 100 by default), sends them at once and puts the scores back in
-order. Each request carries `timeout_ms`: `timeout_s` as the peer's scoring budget, capped at the
-peer's default maximum (`limits.max_timeout_ms`, 30 s); the HTTP call waits a little longer than
-that, so a peer that runs out of time answers its own error instead of being cut off.
+order. Each request carries `timeout_ms`, the peer's scoring budget: what is left of the
+request's deadline, at most `timeout_s` capped at the peer's default maximum
+(`limits.max_timeout_ms`, 30 s). The HTTP call waits HTTP_GRACE_S longer than that budget, so a
+peer that runs out of time answers its own error instead of being cut off, and no longer.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sidecar.scoring.base import ModelState, Scores
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from sidecar.deadline import Deadline
     from sidecar.documents import Document
     from sidecar.query import Query
 
@@ -70,7 +72,7 @@ class RemoteScorer:
         if max_documents < 1:
             raise ValueError("max_documents must be at least 1")
         self.max_documents = max_documents
-        # the budget sent to the peer, and the HTTP timeout just past it
+        # the most sent to the peer as its budget, and the HTTP timeout just past it
         self.timeout_ms = max(1, min(round(timeout_s * 1000), PEER_MAX_TIMEOUT_MS))
         self.http_timeout_s = self.timeout_ms / 1000 + HTTP_GRACE_S
         self.transport = transport
@@ -127,9 +129,12 @@ class RemoteScorer:
         documents: Sequence[Document],
         instruction: str,
         images: Mapping[str, Image] | None = None,
+        *,
+        deadline: Deadline,
     ) -> list[float]:
         if not documents:
             return []
+        budget_ms = self.budget_ms(deadline)
         sent_query = self._query(query)
         step = self.max_documents
         chunks = [documents[i : i + step] for i in range(0, len(documents), step)]
@@ -140,12 +145,13 @@ class RemoteScorer:
                 "top_n": len(chunk),
                 "return_documents": False,
                 "instruction": instruction,
-                "timeout_ms": self.timeout_ms,
+                "timeout_ms": budget_ms,
             }
             for chunk in chunks
         ]
         # each task copies the context, so every request carries the caller's request id
-        tasks = [asyncio.ensure_future(self._post(p)) for p in payloads]
+        wait = budget_ms / 1000 + HTTP_GRACE_S
+        tasks = [asyncio.ensure_future(self._post(p, wait)) for p in payloads]
         try:
             bodies = await asyncio.gather(*tasks)
         except BaseException:
@@ -157,6 +163,11 @@ class RemoteScorer:
             scores.extend(self._scores(body, len(chunk), offset=i * step))
             scores.flags.update(_peer_flags(body, len(chunk), offset=i * step))
         return scores
+
+    def budget_ms(self, deadline: Deadline) -> int:
+        """The scoring budget sent to the peer: what is left of `deadline`, at most the
+        configured `timeout_ms`, at least 1 ms (the peer refuses 0)."""
+        return max(1, min(self.timeout_ms, int(deadline.left() * 1000)))
 
     def _query(self, query: Query) -> str | dict[str, str]:
         image = query.image_url
@@ -175,18 +186,20 @@ class RemoteScorer:
             return text
         return {"text": text, "image": doc.image_url} if text else {"image": doc.image_url}
 
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, payload: dict[str, Any], wait: float | None = None) -> dict[str, Any]:
+        """The peer's answer to `payload`, waited for `wait` seconds (None: http_timeout_s)."""
         if self.model:
             payload = {"model": self.model, **payload}
+        timeout = self.http_timeout_s if wait is None else wait
         try:
             # the caller's request id travels on, so one search reads as one story in both logs
             rid = request_id.get()
             headers = {"x-request-id": rid} if rid else None
-            response = await self._client().post(self.url, json=payload, headers=headers)
+            response = await self._client().post(
+                self.url, json=payload, headers=headers, timeout=timeout
+            )
         except httpx.TimeoutException as exc:
-            raise ScoringFailed(
-                f"remote scorer {self.url} timed out ({self.http_timeout_s:g} s)"
-            ) from exc
+            raise ScoringFailed(f"remote scorer {self.url} timed out ({timeout:g} s)") from exc
         except httpx.HTTPError as exc:
             raise ScoringFailed(f"remote scorer {self.url} unreachable: {exc}") from exc
         if response.status_code == 429:

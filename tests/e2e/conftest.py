@@ -21,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from sidecar.app import create_app
+from sidecar.deadline import Deadline
 from sidecar.documents import Document
 from sidecar.query import Query
 from sidecar.scoring.base import ModelState
@@ -85,6 +86,8 @@ class ImageRecordingScorer:
         documents: Sequence[Document],
         instruction: str,
         images: Mapping[str, Any] | None = None,
+        *,
+        deadline: Deadline,
     ) -> list[float]:
         self.received.append(
             Received(
@@ -97,7 +100,7 @@ class ImageRecordingScorer:
         )
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        return await self.inner.score(query, documents, instruction, images)
+        return await self.inner.score(query, documents, instruction, images, deadline=deadline)
 
     async def close(self) -> None:
         return None

@@ -13,10 +13,12 @@ from urllib.parse import urlsplit
 from sidecar.backends.embedded import EmbeddedBackend
 from sidecar.cache.redis import RedisCache
 from sidecar.config import FieldMap
+from sidecar.deadline import Deadline
 from sidecar.pipeline import Pipeline, SearchParams
 from sidecar.query import Query
 from sidecar.rules.store import RuleStore
 from sidecar.scoring.minilm import MiniLMScorer
+from sidecar.scoring_service import ScoringService
 from tests.slow_proxy import SlowProxy
 
 
@@ -34,19 +36,18 @@ def test_a_slow_cache_read_is_cut_at_its_share_and_the_scores_still_land(
         ],
     )
     prefix = "rr:deadline-test:"
-    params = SearchParams(index="products", query=Query("hiking boots"), timeout_s=1.0)
+    params = SearchParams(index="products", query=Query("hiking boots"))
 
     async def run() -> tuple[object, list[float | None]]:
         # Redis's own timeout is far above the request's: only the deadline can cut the read.
         slow = RedisCache(f"redis://127.0.0.1:{proxy.port}/0", timeout_s=5.0)
         direct = RedisCache(redis_url)
-        pipeline = Pipeline(
-            backend, minilm, slow, RuleStore(), FieldMap(), cache_prefix=prefix, cache_ttl_s=60
-        )
+        scoring = ScoringService(minilm, slow, cache_prefix=prefix, cache_ttl_s=60)
+        pipeline = Pipeline(backend, scoring, RuleStore(), FieldMap())
         try:
             await direct.delete_prefix(prefix)
-            outcome = await pipeline.search(params)
-            await pipeline.drain()  # the write that outlived the answer
+            outcome = await pipeline.search(params, Deadline.after(1.0))
+            await scoring.drain()  # the write that outlived the answer
             keys = [k.decode() for k in await direct._client.keys(prefix + "*")]
             return outcome, await direct.get_many(keys)
         finally:

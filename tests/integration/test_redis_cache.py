@@ -90,17 +90,17 @@ class CountingScorer:
     async def load(self) -> None:
         return None
 
-    async def score(self, query, documents, instruction, images=None):
+    async def score(self, query, documents, instruction, images=None, *, deadline):
         self.calls += 1
         await asyncio.sleep(self.pause_s)
-        return await self.inner.score(query, documents, instruction, images)
+        return await self.inner.score(query, documents, instruction, images, deadline=deadline)
 
     async def close(self) -> None:
         return None
 
 
 async def test_concurrent_identical_misses_are_scored_once(minilm, redis_url) -> None:
-    from sidecar.services import params_for
+    from sidecar.services import operator_deadline, params_for
     from sidecar.wiring import build_services
     from tests.conftest import make_settings
 
@@ -110,16 +110,21 @@ async def test_concurrent_identical_misses_are_scored_once(minilm, redis_url) ->
     await services.cache.delete_prefix("sf:")
     try:
         params = params_for(services, "insulated water bottle", 10, 25)
-        outcomes = await asyncio.gather(*(services.pipeline.search(params) for _ in range(6)))
-        assert counting.calls == 1 and services.pipeline.flights.shared == 5
+        outcomes = await asyncio.gather(
+            *(services.pipeline.search(params, operator_deadline(services)) for _ in range(6))
+        )
+        assert counting.calls == 1 and services.scoring.flights.shared == 5
         assert {o.report.status for o in outcomes} == {"ok"}
         orders = {tuple(h.document.id for h in o.hits) for o in outcomes}
         assert len(orders) == 1
         other = params_for(services, "stainless water bottle", 10, 25)
-        await asyncio.gather(services.pipeline.search(params), services.pipeline.search(other))
+        await asyncio.gather(
+            services.pipeline.search(params, operator_deadline(services)),
+            services.pipeline.search(other, operator_deadline(services)),
+        )
         assert counting.calls == 2  # the first query is cached now; only the new one is scored
     finally:
-        await services.pipeline.drain()
+        await services.scoring.drain()
         await services.cache.close()
         await services.backend.close()
 

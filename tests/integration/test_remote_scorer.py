@@ -21,6 +21,7 @@ from PIL import Image
 
 from sidecar.app import create_app
 from sidecar.config import DEFAULT_INSTRUCTION
+from sidecar.deadline import Deadline
 from sidecar.documents import Document, make_document
 from sidecar.errors import ScoringFailed
 from sidecar.logs import request_id
@@ -228,12 +229,14 @@ async def test_a_window_over_the_peers_limit_is_split_and_scored_in_order(
     peer.seen.clear()
     token = request_id.set("split-window-1")
     try:
-        scores = await scorer.score(query, documents, DEFAULT_INSTRUCTION)
+        scores = await scorer.score(
+            query, documents, DEFAULT_INSTRUCTION, deadline=Deadline.after(60)
+        )
     finally:
         request_id.reset(token)
         await scorer.close()
     assert len(scores) == 150
-    direct = await minilm.score(query, documents, DEFAULT_INSTRUCTION)
+    direct = await minilm.score(query, documents, DEFAULT_INSTRUCTION, deadline=Deadline.after(60))
     assert scores == pytest.approx(direct, abs=1e-6)
     assert sorted(len(s.body["documents"]) for s in peer.seen) == [50, 100]
     assert all(s.body["top_n"] == len(s.body["documents"]) for s in peer.seen)
@@ -244,7 +247,12 @@ async def test_a_chunk_the_peer_refuses_is_an_error(peer: Peer) -> None:
     scorer = RemoteScorer(peer.url, timeout_s=30.0, max_documents=150)  # above the peer's 100
     try:
         with pytest.raises(ScoringFailed) as failed:
-            await scorer.score(Query("tent"), catalog_documents(150), DEFAULT_INSTRUCTION)
+            await scorer.score(
+                Query("tent"),
+                catalog_documents(150),
+                DEFAULT_INSTRUCTION,
+                deadline=Deadline.after(60),
+            )
     finally:
         await scorer.close()
     assert failed.value.details["status"] == 422
@@ -258,7 +266,9 @@ async def test_the_scoring_budget_travels_as_timeout_ms(
     scorer = RemoteScorer(peer.url, timeout_s=timeout_s)
     peer.seen.clear()
     try:
-        await scorer.score(Query("tent"), catalog_documents(3), DEFAULT_INSTRUCTION)
+        await scorer.score(
+            Query("tent"), catalog_documents(3), DEFAULT_INSTRUCTION, deadline=Deadline.after(60)
+        )
     finally:
         await scorer.close()
     assert [s.body["timeout_ms"] for s in peer.seen] == [sent_ms]
@@ -274,7 +284,10 @@ def test_the_http_call_outwaits_the_budget_it_sends(timeout_s: float, sent_ms: i
 def test_the_settings_reach_the_remote_scorer(peer: Peer, remote_app: Any) -> None:
     client = remote_app(peer.url, remote_timeout_s=12.0, remote_max_documents=2)
     peer.seen.clear()
-    answer = client.post("/api/rerank", json={"query": "waterproof tent", "documents": DOCS})
+    # a request budget above the configured 12 s: the peer is sent what is left of the
+    # request's deadline, at most remote_timeout_s
+    body = {"query": "waterproof tent", "documents": DOCS, "timeout_ms": 30_000}
+    answer = client.post("/api/rerank", json=body)
     assert answer.status_code == 200, answer.text
     assert sorted(len(s.body["documents"]) for s in peer.seen) == [1, 2]
     assert {s.body["timeout_ms"] for s in peer.seen} == {12_000}
@@ -347,8 +360,10 @@ class ReadsImagesOnText:
     async def load(self) -> None:
         return None
 
-    async def score(self, query: Any, documents: Any, instruction: str, images: Any = None) -> Any:
-        return await self.inner.score(query, documents, instruction)
+    async def score(
+        self, query: Any, documents: Any, instruction: str, images: Any = None, *, deadline: Any
+    ) -> Any:
+        return await self.inner.score(query, documents, instruction, deadline=deadline)
 
     async def close(self) -> None:
         return None
@@ -357,12 +372,9 @@ class ReadsImagesOnText:
 async def test_the_peers_flags_come_back_and_keep_text_only_scores_out_of_the_cache(
     minilm: MiniLMScorer,
 ) -> None:
-    from sidecar.backends.embedded import EmbeddedBackend
     from sidecar.cache.memory import MemoryCache
-    from sidecar.config import FieldMap
     from sidecar.documents import make_document
-    from sidecar.pipeline import Pipeline
-    from sidecar.rules.store import RuleStore
+    from sidecar.scoring_service import ScoringService
 
     image_peer = Peer(minilm)
     image_peer.recorder.app = create_app(
@@ -373,7 +385,7 @@ async def test_the_peers_flags_come_back_and_keep_text_only_scores_out_of_the_ca
     image_peer.start()
     scorer = RemoteScorer(image_peer.url, timeout_s=30.0)
     cache = MemoryCache()
-    front = Pipeline(EmbeddedBackend({}), scorer, cache, RuleStore(), FieldMap())
+    front = ScoringService(scorer, cache)
     docs = [
         make_document("ok", DOCS[0]),
         # a private address: the peer refuses to fetch it and scores the text alone
@@ -381,12 +393,8 @@ async def test_the_peers_flags_come_back_and_keep_text_only_scores_out_of_the_ca
     ]
     try:
         await scorer.load()
-        report = await front.score(
-            Query("tent"), docs, DEFAULT_INSTRUCTION, time.perf_counter() + 30
-        )
-        again = await front.score(
-            Query("tent"), docs, DEFAULT_INSTRUCTION, time.perf_counter() + 30
-        )
+        report = await front.score(Query("tent"), docs, DEFAULT_INSTRUCTION, Deadline.after(30))
+        again = await front.score(Query("tent"), docs, DEFAULT_INSTRUCTION, Deadline.after(30))
     finally:
         await scorer.close()
         image_peer.stop()

@@ -15,6 +15,7 @@ import pytest
 from sidecar.backends.embedded import EmbeddedBackend
 from sidecar.cache.memory import MemoryCache
 from sidecar.config import FieldMap
+from sidecar.deadline import Deadline
 from sidecar.documents import make_document
 from sidecar.errors import Overloaded
 from sidecar.pipeline import Pipeline, SearchParams
@@ -24,6 +25,7 @@ from sidecar.scoring import batching
 from sidecar.scoring.base import ModelState
 from sidecar.scoring.batching import MicroBatcher
 from sidecar.scoring.minilm import MiniLMScorer
+from sidecar.scoring_service import ScoringService
 
 
 class Requests:
@@ -219,7 +221,10 @@ async def test_minilm_requests_are_one_item_each_and_map_back(minilm: MiniLMScor
     queries = ["hiking boots", "warm socks", "rain jacket", "boots for hiking in the rain"]
     documents: list[Sequence[Any]] = [DOCS, DOCS[:2], DOCS[1:], [DOCS[2], DOCS[0]]]
     together = await asyncio.gather(
-        *(scorer.score(Query(q), d, "") for q, d in zip(queries, documents, strict=True))
+        *(
+            scorer.score(Query(q), d, "", deadline=Deadline.after(60))
+            for q, d in zip(queries, documents, strict=True)
+        )
     )
     assert scorer.batcher.stats.batches == 1  # four requests, one pass
     assert scorer.batcher.stats.pairs == sum(len(d) for d in documents)
@@ -227,7 +232,9 @@ async def test_minilm_requests_are_one_item_each_and_map_back(minilm: MiniLMScor
     for q, d, scores in zip(queries, documents, together, strict=True):
         # the numbers of scoring that request alone (a query encoded beside others is padded
         # with them: the same to float rounding): nothing leaks between requests
-        assert scores == pytest.approx(await alone.score(Query(q), d, ""), abs=1e-5)
+        assert scores == pytest.approx(
+            await alone.score(Query(q), d, "", deadline=Deadline.after(60)), abs=1e-5
+        )
     best = {
         q: max(range(len(s)), key=s.__getitem__) for q, s in zip(queries, together, strict=True)
     }
@@ -271,23 +278,28 @@ async def test_a_deadline_cuts_its_request_not_the_batch_and_late_scores_are_cac
     backend = EmbeddedBackend({"title": 1.0})
     backend.add_index("products", [{"id": d.id, "title": d.title} for d in DOCS])
     scorer, cache = Gated(), MemoryCache()
-    pipeline = Pipeline(backend, scorer, cache, RuleStore(), FieldMap())
-    hurried = SearchParams(index="products", query=Query("hiking"), timeout_s=0.3)
-    patient = SearchParams(index="products", query=Query("hiking socks"), timeout_s=20.0)
+    scoring = ScoringService(scorer, cache)
+    pipeline = Pipeline(backend, scoring, RuleStore(), FieldMap())
+    hurried = SearchParams(index="products", query=Query("hiking"))
+    patient = SearchParams(index="products", query=Query("hiking socks"))
 
     async def release_later() -> None:
         await asyncio.sleep(1.0)  # after the hurried request's deadline
         scorer.gate.set()
 
     fast, slow, _ = await asyncio.gather(
-        pipeline.search(hurried), pipeline.search(patient), release_later()
+        pipeline.search(hurried, Deadline.after(0.3)),
+        pipeline.search(patient, Deadline.after(20.0)),
+        release_later(),
     )
     assert fast.report.status == "fallback" and "deadline" in fast.report.reason
     assert slow.report.status == "ok"
     assert scorer.passes == [2]  # both requests were in the one pass
     assert {h.ranked.candidate.model_score for h in slow.hits if h.ranked} == {0.62}
-    await pipeline.drain()  # the hurried request's scores land in the cache after its answer
-    again = await pipeline.search(SearchParams(index="products", query=Query("hiking")))
+    await scoring.drain()  # the hurried request's scores land in the cache after its answer
+    again = await pipeline.search(
+        SearchParams(index="products", query=Query("hiking")), Deadline.after(2.0)
+    )
     assert again.report.status == "ok" and again.report.cache_misses == 0
     assert again.report.cache_hits == fast.window > 0
     assert scorer.passes == [2]

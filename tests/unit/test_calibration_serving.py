@@ -1,12 +1,12 @@
 """A calibration in service: applied after the cache (raw scores cached), `model_score` and
 /api/rerank calibrated, /api/explain with both, and a file for another score identity refused
-at start-up naming both identities (sidecar/pipeline.py, sidecar/wiring.py, api/explain.py)."""
+at start-up naming both identities (sidecar/scoring_service.py, sidecar/wiring.py,
+api/explain.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sidecar.app import create_app
+from sidecar.deadline import Deadline
 from sidecar.documents import make_document
 from sidecar.errors import ConfigError
 from sidecar.query import Query
@@ -54,14 +55,10 @@ def test_cache_holds_raw_scores_and_a_new_calibration_invalidates_nothing(
 
     async def run() -> tuple[Any, Any, Any]:
         try:
-            pipeline = services.pipeline
-            first = await pipeline.score(query, docs, "i", time.perf_counter() + 60)
-            second = await pipeline.calibrated_by(None).score(
-                query, docs, "i", time.perf_counter() + 60
-            )
-            third = await pipeline.calibrated_by(other).score(
-                query, docs, "i", time.perf_counter() + 60
-            )
+            scoring = services.scoring
+            first = await scoring.score(query, docs, "i", Deadline.after(60))
+            second = await scoring.calibrated_by(None).score(query, docs, "i", Deadline.after(60))
+            third = await scoring.calibrated_by(other).score(query, docs, "i", Deadline.after(60))
             return first, second, third
         finally:
             await close_services(services, close_scorer=False)
@@ -173,7 +170,7 @@ async def test_an_identity_known_only_after_loading_is_checked_then(
         assert "fitted-for-another" in refused.value.message
         assert "after-load" in refused.value.message
         docs = [make_document("d", "boots")]
-        report = await services.pipeline.score(Query("boots"), docs, "i", time.perf_counter() + 5)
+        report = await services.scoring.score(Query("boots"), docs, "i", Deadline.after(5))
         assert report.status == "fallback" and "fitted-for-another" in report.reason
     finally:
         await close_services(services, close_scorer=False)

@@ -4,6 +4,7 @@ import pytest
 
 from sidecar.backends.base import RangeFilter, TermFilter
 from sidecar.backends.embedded import EmbeddedBackend
+from sidecar.deadline import Deadline
 from sidecar.errors import BadQuery, InvalidRequest, NotFound
 
 DOCS = [
@@ -45,7 +46,9 @@ def backend() -> EmbeddedBackend:
 
 
 async def search(b, text, filters=(), window=10, offset=0):
-    result = await b.search("products", text, list(filters), window, 1.0, offset=offset)
+    result = await b.search(
+        "products", text, list(filters), window, Deadline.after(1.0), offset=offset
+    )
     return [h.id for h in result.hits], result.total
 
 
@@ -73,8 +76,10 @@ async def test_term_range_and_boolean_filters(backend) -> None:
 
 
 async def test_filters_do_not_change_scores(backend) -> None:
-    plain = await backend.search("products", "hiking", [], 10, 1.0)
-    filtered = await backend.search("products", "hiking", [TermFilter("brand", ("Sox",))], 10, 1.0)
+    plain = await backend.search("products", "hiking", [], 10, Deadline.after(1.0))
+    filtered = await backend.search(
+        "products", "hiking", [TermFilter("brand", ("Sox",))], 10, Deadline.after(1.0)
+    )
     assert filtered.hits[0].score == pytest.approx({h.id: h.score for h in plain.hits}["socks"])
 
 
@@ -102,4 +107,4 @@ async def test_errors_name_index_and_field(backend) -> None:
 
 
 async def search_index(b, index):
-    return await b.search(index, "x", [], 10, 1.0)
+    return await b.search(index, "x", [], 10, Deadline.after(1.0))

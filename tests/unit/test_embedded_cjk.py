@@ -9,6 +9,7 @@ import pytest
 
 from sidecar.backends.base import TermFilter
 from sidecar.backends.embedded import EmbeddedBackend
+from sidecar.deadline import Deadline
 from sidecar.demo import CATALOG_PATH, load_queries_zh
 from sidecar.query import Normalizer
 
@@ -37,7 +38,7 @@ def backend() -> EmbeddedBackend:
 
 
 def search(b: EmbeddedBackend, text: str, filters=(), window: int = 10) -> tuple[list[str], int]:
-    result = asyncio.run(b.search("products", text, list(filters), window, 1.0))
+    result = asyncio.run(b.search("products", text, list(filters), window, Deadline.after(1.0)))
     return [h.id for h in result.hits], result.total
 
 

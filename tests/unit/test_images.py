@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from sidecar.config import ImageSettings
+from sidecar.deadline import Deadline
 from sidecar.demo import DEMO_DIR
 from sidecar.query import Query
 from sidecar.scoring.images import ImageLoader, bytes_key
@@ -368,15 +369,13 @@ async def test_the_deadline_bounds_a_slow_host(server: str) -> None:
     slow, fast = f"{server}/sleep.png?deadline", f"{server}/ok.png?deadline"
     started = time.perf_counter()
     try:
-        found, failures, _ = await images.load_many(
-            [slow, fast], deadline=time.perf_counter() + 0.3
-        )
+        found, failures, _ = await images.load_many([slow, fast], deadline=Deadline.after(0.3))
         elapsed = time.perf_counter() - started
         assert failures == {slow: "timeout: deadline passed"}
         assert set(found) == {fast}
         assert elapsed < 4.0  # well before the server's 5 s sleep ends
         # The deadline was the request's, not the host's fault: not remembered.
-        _, again, _ = await images.load_many([slow], deadline=time.perf_counter() + 0.2)
+        _, again, _ = await images.load_many([slow], deadline=Deadline.after(0.2))
         assert again == {slow: "timeout: deadline passed"}
     finally:
         await images.close()
@@ -386,7 +385,7 @@ async def test_a_deadline_already_passed_fetches_nothing(server: str) -> None:
     images = loader()
     url = f"{server}/ok.png?late"
     try:
-        _, failures, _ = await images.load_many([url], deadline=time.perf_counter() - 1.0)
+        _, failures, _ = await images.load_many([url], deadline=Deadline.after(-1.0))
     finally:
         await images.close()
     assert failures == {url: "timeout: deadline passed"}
@@ -399,7 +398,7 @@ async def test_a_failed_fetch_is_remembered(server: str) -> None:
     try:
         _, first, _ = await images.load_many([url])
         started = time.perf_counter()
-        _, second, _ = await images.load_many([url], deadline=time.perf_counter() + 5.0)
+        _, second, _ = await images.load_many([url], deadline=Deadline.after(5.0))
         elapsed = time.perf_counter() - started
     finally:
         await images.close()
@@ -536,10 +535,10 @@ async def test_a_fetch_cut_by_the_deadline_goes_on_and_its_image_is_kept(server:
     images = loader(connect_timeout_s=5.0, read_timeout_s=5.0)
     url = f"{server}/slow.png?kept"  # answers after 1.5 s
     try:
-        _, first, _ = await images.load_many([url], deadline=time.perf_counter() + 0.2)
-        _, joined, _ = await images.load_many([url], deadline=time.perf_counter() + 0.2)
+        _, first, _ = await images.load_many([url], deadline=Deadline.after(0.2))
+        _, joined, _ = await images.load_many([url], deadline=Deadline.after(0.2))
         await asyncio.sleep(1.6)
-        found, later, _ = await images.load_many([url], deadline=time.perf_counter() + 0.2)
+        found, later, _ = await images.load_many([url], deadline=Deadline.after(0.2))
     finally:
         await images.close()
     assert first == joined == {url: "timeout: deadline passed"}
@@ -553,9 +552,9 @@ async def test_a_hanging_host_is_remembered_though_every_deadline_is_shorter(ser
     images = loader(connect_timeout_s=0.3, read_timeout_s=0.3)
     url = f"{server}/sleep.png?hang"  # answers after 5 s
     try:
-        _, first, _ = await images.load_many([url], deadline=time.perf_counter() + 0.1)
+        _, first, _ = await images.load_many([url], deadline=Deadline.after(0.1))
         await asyncio.sleep(0.8)  # past the host's own timeout
-        _, second, _ = await images.load_many([url], deadline=time.perf_counter() + 0.1)
+        _, second, _ = await images.load_many([url], deadline=Deadline.after(0.1))
     finally:
         await images.close()
     assert first == {url: "timeout: deadline passed"}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from sidecar.deadline import Deadline
 from sidecar.documents import make_document
 from sidecar.query import Query
 from sidecar.scoring import device, prompt
@@ -112,8 +113,13 @@ async def test_batched_scores_equal_one_at_a_time(scorer: LycheeScorer) -> None:
         make_document("5", "Insoles"),
     ]
     for query in (Query("red running shoes"), Query("shoes", image_url="q.png")):
-        batched = await scorer.score(query, documents, INSTRUCTION, images)
-        single = [(await scorer.score(query, [d], INSTRUCTION, images))[0] for d in documents]
+        batched = await scorer.score(
+            query, documents, INSTRUCTION, images, deadline=Deadline.after(60)
+        )
+        single = [
+            (await scorer.score(query, [d], INSTRUCTION, images, deadline=Deadline.after(60)))[0]
+            for d in documents
+        ]
         assert batched == pytest.approx(single, abs=1e-5)
         assert all(0.0 <= s <= 1.0 for s in batched)
         assert len({round(s, 6) for s in batched}) == len(batched)  # the pairs differ
@@ -124,12 +130,14 @@ async def test_concurrent_requests_share_batches(scorer: LycheeScorer) -> None:
     before = scorer.batcher.stats.batches
     scorer.batcher.max_wait_s = 1.0  # both requests' preparation lands inside one wait
     together = await asyncio.gather(
-        scorer.score(Query("tent"), documents[:3], INSTRUCTION),
-        scorer.score(Query("shoes"), documents[3:], INSTRUCTION),
+        scorer.score(Query("tent"), documents[:3], INSTRUCTION, deadline=Deadline.after(60)),
+        scorer.score(Query("shoes"), documents[3:], INSTRUCTION, deadline=Deadline.after(60)),
     )
     scorer.batcher.max_wait_s = 0.005
     assert scorer.batcher.stats.batches - before == 1  # six pairs, two requests, one forward
-    alone = [await scorer.score(Query("tent"), documents[:3], INSTRUCTION)]
+    alone = [
+        await scorer.score(Query("tent"), documents[:3], INSTRUCTION, deadline=Deadline.after(60))
+    ]
     assert together[0] == pytest.approx(alone[0], abs=1e-5)
 
 

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from sidecar.deadline import Deadline
 from sidecar.documents import make_document
 from sidecar.query import Query
 from sidecar.scoring.minilm import MiniLMScorer
@@ -44,7 +45,11 @@ def counting(scorer: MiniLMScorer) -> list[int]:
 
 
 async def score_all(scorer: MiniLMScorer, queries: list[str]) -> list[list[float]]:
-    return list(await asyncio.gather(*(scorer.score(Query(q), DOCS, "") for q in queries)))
+    return list(
+        await asyncio.gather(
+            *(scorer.score(Query(q), DOCS, "", deadline=Deadline.after(60)) for q in queries)
+        )
+    )
 
 
 def test_concurrent_queries_share_one_forward_pass(minilm: MiniLMScorer) -> None:

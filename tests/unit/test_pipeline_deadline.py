@@ -9,10 +9,12 @@ from typing import Any
 from sidecar.backends.embedded import EmbeddedBackend
 from sidecar.cache.memory import MemoryCache
 from sidecar.config import FieldMap
+from sidecar.deadline import Deadline
 from sidecar.pipeline import Pipeline, SearchParams
 from sidecar.query import Query
 from sidecar.rules.store import RuleStore
 from sidecar.scoring.minilm import MiniLMScorer
+from sidecar.scoring_service import ScoringService
 from tests.unit.test_images import loader, server
 
 __all__ = ["server"]
@@ -27,8 +29,10 @@ class ReadsImages:
         self.inner, self.model_id, self.state = inner, inner.model_id, inner.state
         self.score_identity = inner.score_identity + "+images"
 
-    async def score(self, query: Any, documents: Any, instruction: str, images: Any = None) -> Any:
-        return await self.inner.score(query, documents, instruction)
+    async def score(
+        self, query: Any, documents: Any, instruction: str, images: Any = None, *, deadline: Any
+    ) -> Any:
+        return await self.inner.score(query, documents, instruction, deadline=deadline)
 
 
 def test_slow_images_are_cut_by_the_deadline_flagged_and_not_cached(
@@ -43,15 +47,16 @@ def test_slow_images_are_cut_by_the_deadline_flagged_and_not_cached(
     backend.add_index("products", docs)
     images = loader(connect_timeout_s=10.0, read_timeout_s=10.0)  # only the deadline stops it
     cache = MemoryCache()
-    pipeline = Pipeline(backend, ReadsImages(minilm), cache, RuleStore(), FieldMap(), images=images)
+    scoring = ScoringService(ReadsImages(minilm), cache, images=images)
+    pipeline = Pipeline(backend, scoring, RuleStore(), FieldMap())
     # 4 s: the images get at most half (the 5 s host is still cut), and the model keeps enough
     # for two short products on a busy machine, so only the image decides the outcome
-    params = SearchParams(index="products", query=Query("hiking boots"), timeout_s=4.0)
+    params = SearchParams(index="products", query=Query("hiking boots"))
 
     async def run() -> Any:
         try:
-            first = await pipeline.search(params)
-            second = await pipeline.search(params)
+            first = await pipeline.search(params, Deadline.after(4.0))
+            second = await pipeline.search(params, Deadline.after(4.0))
             return first, second
         finally:
             await images.close()
@@ -77,19 +82,18 @@ def test_a_replaced_image_behind_the_same_url_is_a_cache_miss(
     backend = EmbeddedBackend({"title": 1.0})
     backend.add_index("products", docs)
     images = loader(revalidate_s=0.2)
-    pipeline = Pipeline(
-        backend, ReadsImages(minilm), MemoryCache(), RuleStore(), FieldMap(), images=images
-    )
-    params = SearchParams(index="products", query=Query("hiking boots"), timeout_s=5.0)
+    scoring = ScoringService(ReadsImages(minilm), MemoryCache(), images=images)
+    pipeline = Pipeline(backend, scoring, RuleStore(), FieldMap())
+    params = SearchParams(index="products", query=Query("hiking boots"))
 
     async def run() -> list[Any]:
         try:
             Handler.swap = png((10, 10))
-            first = await pipeline.search(params)
-            same = await pipeline.search(params)
+            first = await pipeline.search(params, Deadline.after(5.0))
+            same = await pipeline.search(params, Deadline.after(5.0))
             Handler.swap = png((14, 14))
             await asyncio.sleep(0.3)  # past revalidate_s: the image is read again
-            replaced = await pipeline.search(params)
+            replaced = await pipeline.search(params, Deadline.after(5.0))
             return [first, same, replaced]
         finally:
             await images.close()
@@ -109,21 +113,17 @@ def test_the_deadline_counts_from_the_requests_arrival(minilm: MiniLMScorer) -> 
 
     backend = EmbeddedBackend({"title": 1.0})
     backend.add_index("products", [{"id": "p1", "title": "Hiking boots"}])
-    pipeline = Pipeline(backend, minilm, MemoryCache(), RuleStore(), FieldMap())
-    late = SearchParams(
-        index="products",
-        query=Query("hiking boots"),
-        timeout_s=1.0,
-        arrived=time.perf_counter() - 0.99,
-    )
-    fresh = SearchParams(index="products", query=Query("hiking boots"), timeout_s=1.0)
+    pipeline = Pipeline(backend, ScoringService(minilm, MemoryCache()), RuleStore(), FieldMap())
+    params = SearchParams(index="products", query=Query("hiking boots"))
+    late = Deadline.since(time.perf_counter() - 0.99, 1.0)
 
     async def budgets() -> tuple[float, float]:
         try:
-            late_budget = (await pipeline.search(late)).timings["engine_budget_ms"]
+            late_budget = (await pipeline.search(params, late)).timings["engine_budget_ms"]
         except EngineTimeout:  # the engine may not make it in what is left: that is the point
             late_budget = 0.0
-        return late_budget, (await pipeline.search(fresh)).timings["engine_budget_ms"]
+        fresh = Deadline.after(1.0)
+        return late_budget, (await pipeline.search(params, fresh)).timings["engine_budget_ms"]
 
     late_budget, fresh_budget = asyncio.run(budgets())
     assert late_budget < 10 < fresh_budget  # at most 0.6 x 10 ms left, against 0.6 x 1 s

@@ -8,7 +8,7 @@ import json
 import random
 
 from sidecar.api.compat import ranking
-from sidecar.pipeline import ScoreReport
+from sidecar.scoring_service import ScoreReport
 
 
 def test_every_score_on_the_wire_is_a_short_double_in_the_models_order() -> None:

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sidecar.backends.embedded import EmbeddedBackend
 from sidecar.cache.keys import pair_key
 from sidecar.cache.memory import MemoryCache
-from sidecar.config import FieldMap
+from sidecar.deadline import Deadline
 from sidecar.documents import make_document
-from sidecar.pipeline import Pipeline
 from sidecar.query import Query
-from sidecar.rules.store import RuleStore
 from sidecar.scoring import prompt
 from sidecar.scoring.lychee import LycheeScorer
 from sidecar.scoring.minilm import MiniLMScorer, bundled_model_path
+from sidecar.scoring_service import ScoringService
 from tests.fixtures.tiny_qwen import build_tiny_qwen
 
 
@@ -98,12 +95,12 @@ def test_a_new_identity_is_a_cache_miss_through_the_pipeline(
     minilm: MiniLMScorer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = MemoryCache()
-    pipeline = Pipeline(EmbeddedBackend({}), minilm, cache, RuleStore(), FieldMap())
+    scoring = ScoringService(minilm, cache)
     docs = [make_document("p1", "Waterproof hiking boots"), make_document("p2", "Rain jacket")]
     query = Query("hiking boots")
 
     def score() -> Any:
-        return asyncio.run(pipeline.score(query, docs, "inst", time.perf_counter() + 30))
+        return asyncio.run(scoring.score(query, docs, "inst", Deadline.after(30)))
 
     assert score().cache_misses == 2
     assert score().cache_hits == 2
@@ -128,24 +125,22 @@ class SlowScorer:
 
 def test_a_late_write_loses_to_a_flush(minilm: MiniLMScorer) -> None:
     cache = MemoryCache()
-    pipeline = Pipeline(
-        EmbeddedBackend({}), SlowScorer(minilm, 0.3), cache, RuleStore(), FieldMap()
-    )
+    scoring = ScoringService(SlowScorer(minilm, 0.3), cache)
     docs = [make_document("p1", "Waterproof hiking boots")]
 
     async def run() -> tuple[Any, int]:
-        report = await pipeline.score(Query("boots"), docs, "inst", time.perf_counter() + 0.05)
-        pipeline.flushed()  # an admin flush while the model is still working
+        report = await scoring.score(Query("boots"), docs, "inst", Deadline.after(0.05))
+        scoring.flushed()  # an admin flush while the model is still working
         await cache.delete_prefix("rr:")
-        await pipeline.drain()  # the late write has had its chance
+        await scoring.drain()  # the late write has had its chance
         return report, len(cache._data)
 
     report, entries = asyncio.run(run())
     assert report.status == "fallback" and entries == 0
 
     async def unflushed() -> int:
-        await pipeline.score(Query("boots"), docs, "inst", time.perf_counter() + 0.05)
-        await pipeline.drain()
+        await scoring.score(Query("boots"), docs, "inst", Deadline.after(0.05))
+        await scoring.drain()
         return len(cache._data)
 
     assert asyncio.run(unflushed()) == 1  # without a flush the late write lands, as designed

@@ -18,11 +18,13 @@ from sidecar.backends.embedded import EmbeddedBackend
 from sidecar.backends.opensearch import FastJSONSerializer, OpenSearchBackend
 from sidecar.cache.memory import MemoryCache
 from sidecar.config import EngineSettings, FieldMap
-from sidecar.documents import from_hit
-from sidecar.pipeline import Pipeline, SearchParams, _DocumentMemo
+from sidecar.deadline import Deadline
+from sidecar.documents import DocumentMemo, from_hit
+from sidecar.pipeline import Pipeline, SearchParams
 from sidecar.query import Query
 from sidecar.rules.store import RuleStore
 from sidecar.scoring.minilm import MiniLMScorer
+from sidecar.scoring_service import ScoringService
 
 NEEDED = FieldMap().source_fields()
 
@@ -53,7 +55,7 @@ def hit(doc_id: str, title: str, **extra: Any) -> Hit:
 
 
 def test_a_product_seen_again_gets_the_document_made_the_first_time() -> None:
-    memo, fields = _DocumentMemo(size=2), FieldMap()
+    memo, fields = DocumentMemo(size=2), FieldMap()
     first = memo.of([hit("1", "Boots"), hit("2", "Socks")], fields)
     assert first == [from_hit(hit("1", "Boots"), fields), from_hit(hit("2", "Socks"), fields)]
     again = memo.of([hit("2", "Socks"), hit("1", "Boots")], fields)  # equal sources, new dicts
@@ -77,11 +79,14 @@ def test_the_memo_keeps_answers_the_same(minilm: MiniLMScorer) -> None:
         "products",
         [{"id": f"p{i}", "title": t} for i, t in enumerate(["hiking boots", "boots", "socks"])],
     )
-    pipeline = Pipeline(backend, minilm, MemoryCache(), RuleStore(), FieldMap())
+    pipeline = Pipeline(backend, ScoringService(minilm, MemoryCache()), RuleStore(), FieldMap())
     params = SearchParams(index="products", query=Query("boots"), size=1)
 
     async def twice() -> Any:
-        return await pipeline.search(params), await pipeline.search(params)
+        return (
+            await pipeline.search(params, Deadline.after(2.0)),
+            await pipeline.search(params, Deadline.after(2.0)),
+        )
 
     first, second = asyncio.run(twice())
     assert [h.document for h in first.hits] == [h.document for h in second.hits]
@@ -93,16 +98,20 @@ def test_the_page_beyond_the_window_continues_in_engine_order(minilm: MiniLMScor
     backend = EmbeddedBackend({"title": 1.0})
     titles = [f"boots model {i}" for i in range(6)]
     backend.add_index("products", [{"id": f"p{i}", "title": t} for i, t in enumerate(titles)])
-    pipeline = Pipeline(backend, minilm, MemoryCache(), RuleStore(), FieldMap())
+    pipeline = Pipeline(backend, ScoringService(minilm, MemoryCache()), RuleStore(), FieldMap())
     full = asyncio.run(
-        pipeline.search(SearchParams(index="products", query=Query("boots"), window=3, size=6))
+        pipeline.search(
+            SearchParams(index="products", query=Query("boots"), window=3, size=6),
+            Deadline.after(2.0),
+        )
     )
     for offset in range(6):
         page = asyncio.run(
             pipeline.search(
                 SearchParams(
                     index="products", query=Query("boots"), window=3, offset=offset, size=2
-                )
+                ),
+                Deadline.after(2.0),
             )
         )
         assert [h.document.id for h in page.hits] == [

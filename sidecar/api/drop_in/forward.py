@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from sidecar.backends import dsl
+from sidecar.deadline import Deadline
 from sidecar.errors import EngineUnavailable, InvalidRequest
 from sidecar.services import Services
 
@@ -41,7 +42,7 @@ async def engine_json(
     request: Request | None,
     raw_path: bytes,
     body: dict[str, Any],
-    timeout: float | None = None,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """POST `body` to the engine at `raw_path` and read its JSON answer, for the few engine
     answers the sidecar adds to (a field-sorted page, an `_msearch` item in engine order). An
@@ -57,7 +58,7 @@ async def engine_json(
     user_agent = request.headers.get("user-agent") if request is not None else None
     if user_agent:
         headers.append(("user-agent", user_agent))
-    answer = await proxy.send("POST", raw_path, b"", headers, json.dumps(body).encode(), timeout)
+    answer = await proxy.send("POST", raw_path, b"", headers, json.dumps(body).encode(), deadline)
     raw = await answer.read()
     try:
         parsed = json.loads(raw)

@@ -156,7 +156,7 @@ async def _item(
             answer = await engine_json(services, request, path.encode(), search)
             answer.setdefault("status", 200)
             return answer
-        answer = await search_answer(index, search, services)
+        answer = await search_answer(index, search, services, request, item=True)
         answer["status"] = 200
         return answer
     except SidecarError as exc:

@@ -41,7 +41,7 @@ from sidecar.api.drop_in.search_request import (
 )
 from sidecar.api.drop_in.search_response import render
 from sidecar.api.drop_in.wire import WireError, plain_wire, read_json, wire_for
-from sidecar.api.mapping import allowed_index, refuse_scripts, search_params
+from sidecar.api.mapping import allowed_index, deadline_for, refuse_scripts, search_params
 from sidecar.errors import InvalidRequest, SidecarError
 from sidecar.observability.middleware import remember_search
 from sidecar.services import Services
@@ -92,25 +92,27 @@ def engine_paged(body: Mapping[str, Any], params: Mapping[str, str]) -> str | No
 
 
 async def search_answer(
-    index: str, body: dict[str, Any], services: Services, request: Request | None = None
+    index: str, body: dict[str, Any], services: Services, request: Request, *, item: bool = False
 ) -> dict[str, Any]:
-    """The reranked (or, for a field sort, engine-ordered) answer to one search body."""
+    """The reranked (or, for a field sort, engine-ordered) answer to one search body, within
+    its budget from the request's arrival. `item`: one search of an `_msearch`, whose metrics
+    and log line are the whole request's."""
     refuse_scripts(body, services)
     if sorted_by_field(body):
         return await _engine_order(index, body, services, request)
     request_body, source_spec = to_search_request(index, body, services)
     try:
-        params = search_params(request_body, services)
+        params, deadline = search_params(request_body, services, request)
     except InvalidRequest as exc:
         raise drop_in_field(exc) from exc
-    outcome = await services.pipeline.search(params)
-    if request is not None:
+    outcome = await services.pipeline.search(params, deadline)
+    if not item:
         remember_search(request, outcome, params.query.text)  # metrics and the log line
     return render(outcome, index, source_spec, services, in_time=in_time(body))
 
 
 async def _engine_order(
-    index: str, body: dict[str, Any], services: Services, request: Request | None
+    index: str, body: dict[str, Any], services: Services, request: Request
 ) -> dict[str, Any]:
     """A field sort is the caller's order: the engine's own answer to the body (its `sort`
     values included, so `search_after` can continue it), with `rerank.status: skipped`."""
@@ -132,10 +134,9 @@ async def _engine_order(
             f"timeout_ms must be an integer from 1 to {limits.max_timeout_ms}",
             field="ext.rerank.timeout_ms",
         )
+    engine = deadline_for(request, timeout_ms, services).share(limits.engine_share)
     path = b"/_search" if in_time(engine_body) else _search_path(index)
-    answer = await engine_json(
-        services, request, path, engine_body, timeout_ms / 1000 * limits.engine_share
-    )
+    answer = await engine_json(services, request, path, engine_body, engine)
     for hit in answer.get("hits", {}).get("hits", []):
         if isinstance(hit, dict):
             hit["_rerank"] = None
