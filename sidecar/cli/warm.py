@@ -10,12 +10,14 @@ from typing import Any
 import click
 
 from sidecar.cli.common import loaded_services
-from sidecar.config import load_settings
+from sidecar.config import Settings, load_settings
 from sidecar.errors import ConfigError
+from sidecar.operations.shared_store import StoreUnwritable
 from sidecar.operations.warmup import (
     HttpTarget,
     InProcessTarget,
     Summary,
+    check_store,
     load_state,
     top_queries,
     warm,
@@ -34,6 +36,17 @@ async def _run(
 ) -> Summary:
     from tqdm import tqdm
 
+    settings: Settings | None = None
+    if url is None:  # in process: the store is checked before anything starts
+        settings = load_settings(config)
+        if settings.cache.kind == "redis":
+            await check_store(settings)
+        else:
+            click.echo(
+                f"note: cache.kind is {settings.cache.kind!r}: an in-process warm-up only "
+                "lasts as long as this command; use Redis or --url",
+                err=True,
+            )
     bar = tqdm(total=len(queries), unit="q", desc="warm", dynamic_ncols=True)
 
     def progress(summary: Summary) -> None:
@@ -54,13 +67,7 @@ async def _run(
                 return await run(http)
             finally:
                 await http.close()
-        settings = load_settings(config)
-        if settings.cache.kind != "redis":
-            click.echo(
-                f"note: cache.kind is {settings.cache.kind!r}: an in-process warm-up only "
-                "lasts as long as this command; use Redis or --url",
-                err=True,
-            )
+        assert settings is not None  # read above, for the in-process mode
         async with loaded_services(settings) as services:
             return await run(InProcessTarget(services, timeout_ms, window))
     finally:
@@ -122,6 +129,8 @@ def warm_command(
         )
     except ConfigError as exc:
         raise click.ClickException(exc.message) from exc
+    except StoreUnwritable as exc:
+        raise click.ClickException(str(exc)) from exc
     for line in summary.failed[:10]:
         click.echo(f"failed: {line}", err=True)
     click.echo(summary.text())

@@ -7,7 +7,9 @@ traffic arrives, so their (query, product) scores sit in the cache.
 The log is one query per line (repeats count), or a CSV with a header naming a `query` column and
 a `count` column. Queries run in process (the configured engine, model and cache: useful with
 Redis) or against a running sidecar over HTTP (`--url`). Done queries are appended to the state
-file, so a second run with the same file resumes where the first stopped.
+file, so a second run with the same file resumes where the first stopped. In process, Redis must
+answer before the first query runs (`check_store`), and a query whose scores were not stored
+counts as an error: the command exits non-zero rather than report a warm-up nothing kept.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sidecar.config import Settings
 from sidecar.deadline import Deadline
 from sidecar.errors import ConfigError
+from sidecar.operations.shared_store import check_reachable
 from sidecar.services import Services, params_for
+from sidecar.wiring import build_cache
 
 COUNT_COLUMNS = ("count", "n", "frequency", "freq", "hits")
 
@@ -199,6 +204,16 @@ class HttpTarget:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+async def check_store(settings: Settings) -> None:
+    """In process with Redis: raise StoreUnwritable ("<redis url>: cannot write the score
+    cache: <reason>") unless Redis answers, before any query is scored for nothing."""
+    cache = build_cache(settings)
+    try:
+        await check_reachable(cache, settings, "the score cache")
+    finally:
+        await cache.close()
 
 
 class InProcessTarget:

@@ -145,7 +145,12 @@ class SharesEmbeddings(Protocol):
         ...
 
     def embedding_stats(self) -> Mapping[str, int]:
-        """read, written (shared cache) and encoded (here); empty when not sharing."""
+        """read, written and failed (not stored by the shared cache) and encoded (here); empty
+        when not sharing."""
+        ...
+
+    def share_failure(self) -> str | None:
+        """Why the first write to the shared cache that failed did; None when none has."""
         ...
 
 

@@ -222,8 +222,12 @@ class MiniLMScorer:
         return {
             "read": self.shared.read,
             "written": self.shared.written,
+            "failed": self.shared.failed,
             "encoded": self.encoded_documents,
         }
+
+    def share_failure(self) -> str | None:
+        return None if self.shared is None else self.shared.first_failure
 
     def share(self, keys: Sequence[str]) -> None:
         if self.shared is None or not keys:

@@ -49,6 +49,10 @@ class SharedEmbeddings:
         self.ttl_s = ttl_s
         self.read = 0  # embeddings found in the store
         self.written = 0
+        self.failed = 0  # embeddings a write did not store (counted, so a filler can tell)
+        # why the first failed write failed: the cause (later ones may only say that the
+        # cache's circuit breaker is open)
+        self.first_failure: str | None = None
         self._writes: set[asyncio.Task[None]] = set()
 
     def key(self, doc_key: str) -> str:
@@ -79,6 +83,8 @@ class SharedEmbeddings:
             await self.store.set_bytes(items, self.ttl_s)
             self.written += len(items)
         except CacheUnavailable as exc:
+            self.failed += len(items)
+            self.first_failure = self.first_failure or str(exc)
             log.info("shared embeddings not written: %s", exc)
 
     def put_later(self, vectors: Mapping[str, np.ndarray]) -> None:
@@ -94,4 +100,9 @@ class SharedEmbeddings:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
     def stats(self) -> dict[str, Any]:
-        return {"read": self.read, "written": self.written, "dtype": "float16"}
+        return {
+            "read": self.read,
+            "written": self.written,
+            "failed": self.failed,
+            "dtype": "float16",
+        }
