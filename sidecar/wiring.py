@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Scorer kinds whose score identity is final when built (before the model loads), so a
-# calibration for another identity is refused before anything loads; the others (lychee: the
-# dtype it really runs; remote: the peer's model) are checked as soon as the model is loaded.
+# calibration for another identity is refused before anything loads; the others (lychee and
+# cross-encoder: the dtype they really run, and the cross-encoder's head; remote: the peer's
+# model) are checked as soon as the model is loaded.
 IDENTITY_AT_BUILD = frozenset({"minilm"})
 
 
@@ -250,6 +251,26 @@ def build_scorer(settings: Settings) -> Scorer:
             max_wait_ms=scorer.max_wait_ms,
             max_queue=scorer.max_queue,
             attn_implementation=scorer.attn_implementation,
+            languages=scorer.languages,
+        )
+    if scorer.kind == "cross-encoder":
+        from sidecar.scoring.cross_encoder import CrossEncoderScorer
+
+        if not scorer.model_path:
+            raise ConfigError(
+                "scorer.model_path is required for scorer.kind cross-encoder "
+                "(a local folder in sentence-transformers' CrossEncoder layout)"
+            )
+        return CrossEncoderScorer(
+            scorer.model_path,
+            max_length=scorer.max_length,
+            max_doc_chars=scorer.max_doc_chars,
+            device=scorer.device,
+            batch_size=scorer.batch_size,
+            max_batch_tokens=scorer.max_batch_tokens,
+            micro_batching=scorer.micro_batching,
+            max_wait_ms=scorer.max_wait_ms,
+            max_queue=scorer.max_queue,
             languages=scorer.languages,
         )
     if scorer.kind == "remote":

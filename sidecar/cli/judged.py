@@ -16,7 +16,7 @@ from sidecar.config import Settings
 from sidecar.evaluation.data import Dataset, Split, load_csv, load_trec, split_queries
 
 COLUMNS = ("query", "title", "text", "label", "id", "type")
-KINDS = ("minilm", "lychee", "remote")
+KINDS = ("minilm", "lychee", "cross-encoder", "remote")
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,8 @@ def model_option(command: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         metavar="KIND[:WHERE]",
         help="the scorer to use instead of the configured one: minilm, minilm:FOLDER, "
-        "lychee:FOLDER (a Lychee-rerank-mm folder) or remote:URL (a peer's /v1/rerank)",
+        "lychee:FOLDER (a Lychee-rerank-mm folder), cross-encoder:FOLDER (a local "
+        "cross-encoder) or remote:URL (a peer's /v1/rerank)",
     )(command)
 
 
@@ -141,8 +142,8 @@ def with_model(settings: Settings, spec: str | None) -> Settings:
         update["remote_url"] = where
     elif where:
         update["model_path"] = where
-    elif kind == "lychee":
-        raise click.BadParameter("lychee needs its folder: lychee:FOLDER", param_hint="--model")
+    elif kind in ("lychee", "cross-encoder"):
+        raise click.BadParameter(f"{kind} needs its folder: {kind}:FOLDER", param_hint="--model")
     else:
         update["model_path"] = None
     return settings.model_copy(update={"scorer": settings.scorer.model_copy(update=update)})
