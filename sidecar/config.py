@@ -9,6 +9,10 @@ MiniLM on the CPU.
 
 Every field carries a `description`: docs/configuration.md is generated from them
 (`python -m sidecar.config_reference`), so a new setting is a field here with its description.
+
+Over 450 lines on purpose: it is one schema, read top to bottom like the reference page it
+generates, and most of its length is those descriptions; split by section, a reader would jump
+files to see one configuration.
 """
 
 from __future__ import annotations
