@@ -26,6 +26,9 @@ from .install import InstallError, installed, venv_python
 DEFAULT_STATE_DIR = ".model-servers"
 START_TIMEOUT_S = 600.0  # the first start compiles kernels for a while; later ones take ~40 s
 STOP_TIMEOUT_S = 30.0
+# Servers this process started, kept so that `stop` can reap them (and a Popen dropped while its
+# process runs is not reported as leaked)
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class ServerError(RuntimeError):
@@ -105,6 +108,7 @@ def start(
             env=server_env(threads_bind),
             start_new_session=True,  # its own process group: stop() ends the engine cores too
         )
+    _CHILDREN[proc.pid] = proc
     info: dict[str, object] = {
         "name": name,
         "url": url,
@@ -151,8 +155,10 @@ def stop(name: str = "vllm", state_dir: str | Path = DEFAULT_STATE_DIR) -> bool:
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         _signal_group(pid, signal.SIGKILL)  # what is left of the group after the grace period
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # our own child when started in this process
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:  # started by this process: reap it
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
     (state / f"{name}.json").unlink(missing_ok=True)
     return ran
 
