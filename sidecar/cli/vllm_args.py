@@ -43,13 +43,25 @@ from sidecar.scoring import vllm_recipe
     "in-process scorers run float32 on a CPU, bfloat16 on a GPU)",
 )
 @click.option(
+    "--template-path",
+    default=None,
+    help="lychee: the score template's path as vLLM sees it, when vLLM runs in another "
+    "container (mount the file the default output names, e.g. from a ConfigMap)",
+)
+@click.option(
     "--full",
     is_flag=True,
     help="print the whole command line (python -m vllm.entrypoints.openai.api_server --model "
     "PATH ...), not only the arguments to add",
 )
 def vllm_args_command(
-    family: str, model: str, min_pixels: int, max_pixels: int, dtype: str | None, full: bool
+    family: str,
+    model: str,
+    min_pixels: int,
+    max_pixels: int,
+    dtype: str | None,
+    template_path: str | None,
+    full: bool,
 ) -> None:
     """Print, shell-quoted on one line, the arguments to add to `python -m
     vllm.entrypoints.openai.api_server --model MODEL` so that vLLM serves FAMILY the way the
@@ -57,7 +69,11 @@ def vllm_args_command(
     the KV-cache block size that lets the shared prefix be cached)."""
     try:
         found = vllm_recipe.recipe(
-            family, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype
+            family,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            dtype=dtype,
+            template_at=template_path,
         )
     except vllm_recipe.RecipeError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -91,10 +91,13 @@ def recipe(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     block_size: int = BLOCK_SIZE,
     dtype: str | None = None,
+    template_at: str | None = None,
 ) -> Recipe:
     """The arguments vLLM needs for `family` (RecipeError for one without a recipe). `dtype`:
     vLLM's `--dtype` when given (its CPU build picks float16 for a float32 checkpoint; the
-    in-process scorers run float32 on a CPU and bfloat16 on a GPU)."""
+    in-process scorers run float32 on a CPU and bfloat16 on a GPU). `template_at`: where vLLM
+    reads the score template when it runs elsewhere (a container with the file mounted); by
+    default the file this package installed."""
     extra = ("--dtype", dtype) if dtype else ()
     if family == "lychee":
         template = template_path()
@@ -117,7 +120,7 @@ def recipe(
             "--hf-overrides",
             _json(overrides),
             "--chat-template",
-            str(template),
+            template_at or str(template),
             "--mm-processor-kwargs",
             _json({"min_pixels": min_pixels, "max_pixels": max_pixels}),
             "--limit-mm-per-prompt",

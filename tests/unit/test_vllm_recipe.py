@@ -93,6 +93,15 @@ def test_cli_prints_the_recipe_shell_quoted_on_one_line() -> None:
     ]
 
 
+def test_template_path_names_where_vllm_reads_the_template() -> None:
+    result = CliRunner().invoke(
+        main,
+        ["vllm-args", "--family", "lychee", "--model", "/m", "--template-path", "/etc/t.jinja"],
+    )
+    args = shlex.split(result.output)
+    assert args[args.index("--chat-template") + 1] == "/etc/t.jinja"
+
+
 @pytest.mark.parametrize("family", ["qwen3-reranker", "jina-reranker-m0"])
 def test_families_without_a_tested_recipe_are_refused_saying_why(family: str) -> None:
     result = CliRunner().invoke(main, ["vllm-args", "--family", family, "--model", "/m"])
