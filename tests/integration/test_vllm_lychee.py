@@ -10,7 +10,8 @@ Tolerances (float32 on both sides):
   inside the pixel range are not resized and match to 1e-7); (2) even with identical pixel
   values the scores differ by ~1e-4: vLLM runs its own Qwen2.5-VL vision tower (patch
   embedding, windowed attention, rotary embedding) whose float32 arithmetic is not
-  transformers'. Observed at most ~1.5e-4 on this model, held at 1e-3.
+  transformers' (not the window partition: a 56x56 image, one window, differs by 4e-5 too).
+  Observed at most ~1.5e-4 on this model, held at 1e-3; unmeasured on real Lychee weights.
 """
 
 from __future__ import annotations
