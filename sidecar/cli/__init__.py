@@ -11,6 +11,7 @@ from sidecar.cli.eval import eval_command
 from sidecar.cli.index import index_command
 from sidecar.cli.rules import rules
 from sidecar.cli.serve import demo, serve
+from sidecar.cli.vllm_args import vllm_args_command
 from sidecar.cli.warm import warm_command
 
 
@@ -28,5 +29,6 @@ for _command in (
     index_command,
     rules,
     warm_command,
+    vllm_args_command,
 ):
     main.add_command(_command)

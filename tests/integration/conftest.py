@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_server import RedisServer
+from tests.vllm_server import VllmServer
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,39 @@ def engine(request: pytest.FixtureRequest) -> tuple[str, str]:
     if count.status_code != 200 or count.json()["count"] != len(load_catalog()):
         index_catalog(EngineSettings(urls=[url]), CATALOG_PATH, recreate=True, progress=False)
     return kind, url
+
+
+# vLLM's CPU build serving the tiny Lychee by the printed recipe, once per session
+# (tests/vllm_server.py); skipped, saying why, where the environment is not installed.
+TINY_LYCHEE_PIXELS = ("--min-pixels", "3136", "--max-pixels", "50176")  # the tiny model's range
+
+
+@pytest.fixture(scope="session")
+def tiny_lychee_for_vllm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Qwen2.5-VL laid out like Lychee, with the head size vLLM's CPU attention takes."""
+    from tests.fixtures.tiny_qwen import build_tiny_qwen
+
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny-lychee-vllm"), head_dim=32)
+
+
+@pytest.fixture(scope="session")
+def vllm_lychee(
+    tiny_lychee_for_vllm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
+    from tests.vllm_server import serve, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = serve(
+        "lychee",
+        tiny_lychee_for_vllm,
+        tmp_path_factory.mktemp("vllm-state"),
+        *TINY_LYCHEE_PIXELS,
+        "--dtype",
+        "float32",  # the in-process scorer's dtype on a CPU (vLLM's CPU default is float16)
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
