@@ -39,6 +39,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -60,11 +61,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAMILIES = ("lychee", "cross-encoder")
-# TODO(merge, issue 24): the hash of the score template file the vllm-recipe branch ships
-# (`rerank-sidecar vllm-args` passes it to vLLM as --chat-template). Until that file is in this
-# tree a placeholder names it; the lead replaces this with the file's sha256 at merge, and a
-# change of the template then changes the score identity.
-SCORE_TEMPLATE_HASH = "lychee-score-template:placeholder"
+# The score template vLLM renders the prompt with (`--chat-template`, shipped by the vllm-recipe
+# part as sidecar/scoring/templates/lychee_score.jinja) is part of the lychee identity: its
+# content hash when the package has the file.
+# TODO(merge, issue 24): once the vllm-recipe branch is merged, use
+# sidecar.scoring.vllm_recipe.template_sha256(template_path()) here and drop the placeholder.
+TEMPLATE_FILE = "lychee_score.jinja"
+TEMPLATE_PLACEHOLDER = "lychee-score-template:placeholder"
+
+
+def score_template_hash() -> str:
+    """The sha256 of the shipped Lychee score template, or the placeholder without one."""
+    try:
+        path = resources.files("sidecar.scoring").joinpath("templates", TEMPLATE_FILE)
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    except (FileNotFoundError, NotADirectoryError, ModuleNotFoundError):
+        return TEMPLATE_PLACEHOLDER
+
+
 BREAKER_WINDOW_S = 10.0
 DATA_URLS_KEPT = 256  # PNG data: URLs of recently sent images, by image object
 HEALTH_TIMEOUT_S = 5.0
@@ -86,7 +100,7 @@ class VllmScorer:
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 5.0,
         languages: Sequence[str] | None = None,
-        template_hash: str = SCORE_TEMPLATE_HASH,
+        template_hash: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if family not in FAMILIES:
@@ -105,7 +119,7 @@ class VllmScorer:
         self.max_doc_chars = max_doc_chars
         self.max_pixels = max_pixels
         self.retry_s = retry_s
-        self.template_hash = template_hash
+        self.template_hash = template_hash or score_template_hash()
         self.transport = transport
         self.breaker = CircuitBreaker(breaker_cooldown_s, breaker_failures, BREAKER_WINDOW_S)
         self.served: dict[str, Any] = {}  # the server's model card, learned at load
@@ -133,7 +147,9 @@ class VllmScorer:
             "family": self.family,
             "served": self.served.get("id", self.model),
             "root": self.served.get("root"),
+            "parent": self.served.get("parent"),
             "revision": self.served.get("revision"),
+            "max_model_len": self.served.get("max_model_len"),
             "max_doc_chars": self.max_doc_chars,
         }
         if self.family == "lychee":
@@ -222,7 +238,8 @@ class VllmScorer:
         self.served = {
             "id": str(card["id"]),
             "root": card.get("root"),
-            "revision": card.get("revision"),
+            "parent": card.get("parent"),  # a LoRA adapter's base model
+            "revision": card.get("revision"),  # vLLM's card has none today; kept if it says one
             "max_model_len": card.get("max_model_len"),
         }
         self.model_id = self._model_id(self.served["id"])
@@ -485,11 +502,6 @@ def png_data_url(image: Image) -> str:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def template_hash(text: str) -> str:
-    """The hash of a score template's text, as the score identity names it."""
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _message(response: httpx.Response) -> str:
