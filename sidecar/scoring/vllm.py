@@ -244,10 +244,11 @@ class VllmScorer:
         }
         self.model_id = self._model_id(self.served["id"])
         self.score_identity = self._identity()
+        warm_up: dict[str, Any] = {"query": "warm-up", "documents": ["warm-up"]}
+        if self.family == "lychee":  # the score template refuses a request without one
+            warm_up["instruction"] = "warm-up"
         try:
-            await self._call(
-                client, {"query": "warm-up", "documents": ["warm-up"]}, 1, self.timeout_s
-            )
+            await self._call(client, warm_up, 1, self.timeout_s)
         except ScoringFailed as exc:
             status = exc.details.get("status", 0)
             if status and 400 <= status < 500:

@@ -36,7 +36,14 @@ from sidecar.scoring_service import ScoringService
 from tests.conftest import make_settings
 from tests.slow_proxy import SlowProxy
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.slow,
+    # model_servers.vllm_cpu.start lets go of its Popen while the server runs (stop() ends it by
+    # its process group), so the Popen's finalizer warns
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
 
 PIXELS = 64 * 28 * 28  # small images: the tiny model on 2 cores
 NAMES = ("tiny-a", "tiny-b")  # one server, two served names: the cache-miss test's two models
