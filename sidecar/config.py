@@ -200,14 +200,16 @@ class CacheSettings(_Strict):
 
 class ScorerSettings(_Strict):
     """The model that scores (query, product) pairs: MiniLM on the CPU, a cross-encoder folder
-    in process, Lychee-rerank-mm (multimodal, GPU), or a peer sidecar over HTTP."""
+    in process, Lychee-rerank-mm (multimodal, GPU), a vLLM server's pooling API, or a peer
+    sidecar over HTTP."""
 
-    kind: Literal["minilm", "lychee", "remote", "cross-encoder"] = Field(
+    kind: Literal["minilm", "lychee", "remote", "cross-encoder", "vllm"] = Field(
         "minilm",
         description="`minilm`: all-MiniLM-L6-v2 on the CPU (text); `cross-encoder`: a local "
         "sentence-transformers CrossEncoder folder at `model_path` (text, CPU or GPU); "
-        "`lychee`: Lychee-rerank-mm (text and images, GPU); `remote`: a peer sidecar's "
-        "`/v1/rerank` at `remote_url`.",
+        "`lychee`: Lychee-rerank-mm (text and images, GPU); `vllm`: a vLLM server's "
+        "`/v1/rerank` at `url` serving `model` of `family` (images sent as data: URLs); "
+        "`remote`: a peer sidecar's `/v1/rerank` at `remote_url`.",
     )
     model_path: str | None = Field(
         None,
@@ -275,6 +277,56 @@ class ScorerSettings(_Strict):
         ge=1,
         description="`remote`: documents per call; a larger request is split (the peer's "
         "`limits.max_rerank_documents`, 100 by default, refuses more).",
+    )
+    url: str | None = Field(
+        None,
+        description="`vllm`: base URL of the vLLM OpenAI-compatible server (its `/health`, "
+        "`/v1/models` and `/v1/rerank`), e.g. `http://vllm:8000`.",
+    )
+    model: str | None = Field(
+        None,
+        description="`vllm`: the served model name (vLLM's `--served-model-name`); null: the "
+        "first model the server lists. Part of the score identity, with the root the server "
+        "reports for it.",
+    )
+    family: Literal["lychee", "cross-encoder"] = Field(
+        "lychee",
+        description="`vllm`: what the served model is, so the sidecar sends what it reads: "
+        "`lychee` (Lychee-rerank-mm, served with the score template by `rerank-sidecar "
+        "vllm-args`: text, images as data: URLs, the instruction), `cross-encoder` (text pairs).",
+    )
+    call_size: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="`vllm`: documents per `/v1/rerank` call; a window is split into calls of "
+        "this size, sent at once (vLLM batches them) and put back in order.",
+    )
+    concurrency: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="`vllm`: calls in flight to the server at most, all requests together; "
+        "the rest wait within their deadline.",
+    )
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="`vllm`: seconds one call may take at most (the request's deadline cuts "
+        "it sooner).",
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        description="`vllm`: failed windows (unreachable, 5xx, timed out) within 10 s that open "
+        "the circuit breaker: requests then fall back at once instead of waiting on a dead "
+        "server.",
+    )
+    breaker_cooldown_s: float = Field(
+        5.0,
+        gt=0,
+        description="`vllm`: seconds the breaker stays open before one request probes the "
+        "server again (its success closes it: recovery needs no restart).",
     )
     max_batch_tokens: int = Field(
         16_384,

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 # Scorer kinds whose score identity is final when built (before the model loads), so a
 # calibration for another identity is refused before anything loads; the others (lychee and
 # cross-encoder: the dtype they really run, and the cross-encoder's head; remote: the peer's
-# model) are checked as soon as the model is loaded.
+# model; vllm: the served model and root the server reports) are checked as soon as the model is
+# loaded.
 IDENTITY_AT_BUILD = frozenset({"minilm"})
 
 
@@ -271,6 +272,26 @@ def build_scorer(settings: Settings) -> Scorer:
             micro_batching=scorer.micro_batching,
             max_wait_ms=scorer.max_wait_ms,
             max_queue=scorer.max_queue,
+            languages=scorer.languages,
+        )
+    if scorer.kind == "vllm":
+        from sidecar.scoring.vllm import VllmScorer
+
+        if not scorer.url:
+            raise ConfigError(
+                "scorer.url is required for scorer.kind vllm (the vLLM server's base URL)"
+            )
+        return VllmScorer(
+            scorer.url,
+            model=scorer.model,
+            family=scorer.family,
+            call_size=scorer.call_size,
+            concurrency=scorer.concurrency,
+            timeout_s=scorer.timeout_s,
+            max_doc_chars=scorer.max_doc_chars,
+            max_pixels=scorer.max_pixels,
+            breaker_failures=scorer.breaker_failures,
+            breaker_cooldown_s=scorer.breaker_cooldown_s,
             languages=scorer.languages,
         )
     if scorer.kind == "remote":

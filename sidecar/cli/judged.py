@@ -16,7 +16,7 @@ from sidecar.config import Settings
 from sidecar.evaluation.data import Dataset, Split, load_csv, load_trec, split_queries
 
 COLUMNS = ("query", "title", "text", "label", "id", "type")
-KINDS = ("minilm", "lychee", "cross-encoder", "remote")
+KINDS = ("minilm", "lychee", "cross-encoder", "remote", "vllm")
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,8 @@ def model_option(command: Callable[..., Any]) -> Callable[..., Any]:
         metavar="KIND[:WHERE]",
         help="the scorer to use instead of the configured one: minilm, minilm:FOLDER, "
         "lychee:FOLDER (a Lychee-rerank-mm folder), cross-encoder:FOLDER (a local "
-        "cross-encoder) or remote:URL (a peer's /v1/rerank)",
+        "cross-encoder), remote:URL (a peer's /v1/rerank) or vllm:URL (a vLLM server; "
+        "scorer.model and scorer.family as configured)",
     )(command)
 
 
@@ -136,10 +137,10 @@ def with_model(settings: Settings, spec: str | None) -> Settings:
             f"{spec!r}: the kind is one of {', '.join(KINDS)}", param_hint="--model"
         )
     update: dict[str, Any] = {"kind": kind}
-    if kind == "remote":
+    if kind in ("remote", "vllm"):
         if not where:
-            raise click.BadParameter("remote needs a URL: remote:URL", param_hint="--model")
-        update["remote_url"] = where
+            raise click.BadParameter(f"{kind} needs a URL: {kind}:URL", param_hint="--model")
+        update["remote_url" if kind == "remote" else "url"] = where
     elif where:
         update["model_path"] = where
     elif kind in ("lychee", "cross-encoder"):

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from sidecar.scoring.base import Batched, SharesEmbeddings
+from sidecar.scoring.base import Batched, CallsModelServer, SharesEmbeddings
 
 if TYPE_CHECKING:
     from sidecar.pipeline import SearchOutcome
@@ -343,6 +343,8 @@ def _model_families(services: Services) -> Iterator[Any]:
         )
         encoded.add_metric([], float(embeddings["encoded"]))
         yield encoded
+    if isinstance(scorer, CallsModelServer):
+        yield from _server_families(scorer.server_stats())
     if not isinstance(scorer, Batched) or scorer.batcher is None:
         return
     stats = scorer.batcher.stats
@@ -354,3 +356,25 @@ def _model_families(services: Services) -> Iterator[Any]:
         family = CounterMetricFamily(f"sidecar_model_{key}", help_text)
         family.add_metric([], float(getattr(stats, key)))
         yield family
+
+
+def _server_families(stats: Mapping[str, Any]) -> Iterator[Any]:
+    """A scorer that calls a model server (vLLM): its windows by outcome, and its breaker."""
+    windows = CounterMetricFamily(
+        "sidecar_model_server_windows",
+        "Windows sent to the model server, by result: ok, failed, refused (the breaker was "
+        "open), overloaded (the server answered 429).",
+        labels=["result"],
+    )
+    for result in ("ok", "failed", "refused", "overloaded"):
+        windows.add_metric([result], float(stats.get(result, 0)))
+    yield windows
+    breaker = GaugeMetricFamily(
+        "sidecar_model_server_breaker_state",
+        "Model server circuit breaker: 1 for the current state (closed, open, half_open).",
+        labels=["state"],
+    )
+    current = stats.get("breaker", "closed")
+    for state in BREAKER_STATES:
+        breaker.add_metric([state], 1.0 if state == current else 0.0)
+    yield breaker

@@ -184,3 +184,11 @@ class Batched(Protocol):
 
     @property
     def batcher(self) -> MicroBatcher[Any, Any] | None: ...
+
+
+@runtime_checkable
+class CallsModelServer(Protocol):
+    """A scorer whose model runs on a server it calls (vLLM): metrics read how its windows went
+    (`ok`, `failed`, `refused` by its open breaker, `overloaded`) and its breaker's state."""
+
+    def server_stats(self) -> Mapping[str, Any]: ...
