@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from model_servers import vllm_cpu
+from model_servers.install import installed
 from sidecar.app import create_app
 from sidecar.cache.memory import MemoryCache
 from sidecar.deadline import Deadline
@@ -32,6 +35,7 @@ from sidecar.demo import DEMO_DIR
 from sidecar.documents import make_document
 from sidecar.query import Query
 from sidecar.scoring.vllm import VllmScorer
+from sidecar.scoring.vllm_recipe import recipe
 from sidecar.scoring_service import ScoringService
 from tests.conftest import make_settings
 from tests.slow_proxy import SlowProxy
@@ -66,29 +70,14 @@ class Served:
     images: Path
 
 
-def _recipe_parts() -> Any:
-    try:
-        from model_servers import vllm_cpu
-        from model_servers.install import installed
-        from sidecar.scoring.vllm_recipe import recipe
-    except ImportError as exc:
-        pytest.skip(f"needs the vllm-recipe parts (model_servers, vllm_recipe): {exc}")
-    return vllm_cpu, installed, recipe
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    import os
-
-    vllm_cpu, installed, recipe = _recipe_parts()
     if not os.environ.get("VLLM_PYTHON") and not installed():
         pytest.skip("vLLM's CPU environment is not installed (python -m model_servers install)")
     from tests.fixtures.tiny_qwen import build_tiny_qwen
 
-    try:  # vLLM's CPU attention refuses head_dim 16: the served weights use 32
-        model = build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen-32"), head_dim=32)  # type: ignore[call-arg]
-    except TypeError:
-        pytest.skip("tests.fixtures.tiny_qwen cannot build head_dim 32 in this tree")
+    # vLLM's CPU attention refuses head_dim 16: the served weights use 32
+    model = build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen-32"), head_dim=32)
     args = [*recipe("lychee", max_pixels=PIXELS).args, "--served-model-name", *NAMES]
     state = tmp_path_factory.mktemp("vllm-state")
     info = vllm_cpu.start(
@@ -252,7 +241,6 @@ def test_a_slowed_vllm_degrades_within_the_deadline(served: Served) -> None:
 def test_a_killed_vllm_falls_back_and_is_used_again_without_a_restart(
     served: Served,
 ) -> None:
-    vllm_cpu, _, _ = _recipe_parts()
     settings = make_settings(
         scorer={
             "kind": "vllm",
