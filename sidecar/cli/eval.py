@@ -45,6 +45,13 @@ from sidecar.errors import SidecarError
     help="index settings+mappings JSON for the corpus on Elasticsearch/OpenSearch (default: the "
     "template `rerank-sidecar index` picks for the engine)",
 )
+@click.option(
+    "--retrieval",
+    type=click.Choice(["lexical", "hybrid"]),
+    default=None,
+    help="the first stage: the engine's text search alone, or with the vector leg fused "
+    "(default: hybrid.enabled of the settings); the corpus is indexed with vectors for hybrid",
+)
 def eval_command(
     judged: Judged,
     config: Path | None,
@@ -53,12 +60,17 @@ def eval_command(
     rules_path: Path | None,
     calibration: Path | None,
     mapping: Path | None,
+    retrieval: str | None,
 ) -> None:
     """NDCG@10, MRR and Recall@10 of engine, reranked, model-alone and random orders on judged
     data (with calibrated and tuned orders when asked)."""
     from sidecar.evaluation.session import run_eval
 
     settings = with_model(settings_from(config), model)
+    if retrieval is not None:
+        settings = settings.model_copy(
+            update={"hybrid": settings.hybrid.model_copy(update={"enabled": retrieval == "hybrid"})}
+        )
     if mapping is not None and settings.engine.kind == "embedded":
         raise click.UsageError("--mapping is for engine.kind elasticsearch or opensearch")
     try:
