@@ -121,18 +121,22 @@ async def close_services(services: Services, *, close_scorer: bool = True) -> No
 
 
 @asynccontextmanager
-async def loaded_services(settings: Settings) -> AsyncIterator[Services]:
+async def loaded_services(
+    settings: Settings, scorer: Scorer | None = None
+) -> AsyncIterator[Services]:
     """The parts with the model loaded (ConfigError when it cannot load), closed afterwards:
-    for commands and evaluation, which need every hit scored."""
-    services = build_services(settings)
+    for commands and evaluation, which need every hit scored. A `scorer` passed in is shared
+    (one model and its embedding cache over several runs) and stays open."""
+    services = build_services(settings, scorer)
     try:
-        await services.scorer.load()
+        if not services.scorer.state.ready:
+            await services.scorer.load()
         if not services.scorer.state.ready:
             raise ConfigError(f"model did not load: {services.scorer.state.reason}")
         check_calibration(services)
         yield services
     finally:
-        await close_services(services)
+        await close_services(services, close_scorer=scorer is None)
 
 
 async def load_model(services: Services) -> None:

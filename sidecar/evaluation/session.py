@@ -40,7 +40,7 @@ from sidecar.evaluation.tuning import (
     variant_overrides,
 )
 from sidecar.rules.loader import load_rules, read_rules_text
-from sidecar.scoring.base import EmbedsText, identity_of
+from sidecar.scoring.base import EmbedsText, Scorer, identity_of
 from sidecar.scoring.calibration import Calibration, Method, check_identity, load_calibration
 from sidecar.services import Services
 from sidecar.wiring import give_vectors, loaded_services
@@ -72,18 +72,21 @@ async def run_eval(
     rules: Path | None = None,
     split: Split | None = None,
     mapping: Path | None = None,
+    scorer: Scorer | None = None,
 ) -> dict[str, Any]:
     """Evaluate `dataset`; `echo` gets progress notes, `show` the result table. With
     `calibration` (default: the configured scorer.calibration) the report adds the calibrated
     order and the reliability diagram; with `rules`, the tuned order; `mapping` is the index
     template on Elasticsearch/OpenSearch (None: the one `rerank-sidecar index` picks).
-    ConfigError when the model does not load or the calibration is not this scorer's."""
+    ConfigError when the model does not load or the calibration is not this scorer's. A
+    `scorer` given is used (loaded if need be) and left open: runs that compare settings share
+    one model and its embeddings."""
     calibration = calibration or settings.scorer.calibration
     settings = eval_settings(settings)  # reranked: the raw scores, as before any calibration
     echo(f"loading the {settings.scorer.kind} model ...")
     if split is not None:
         show(split.describe())
-    async with loaded_services(settings) as services:
+    async with loaded_services(settings, scorer) as services:
         variants: list[Variant] = []
         calibrated = None
         scoring, pipeline = services.scoring, services.pipeline
