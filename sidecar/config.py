@@ -75,6 +75,41 @@ class FieldMap(_Strict):
         return list(dict.fromkeys(names))
 
 
+class HybridSettings(_Strict):
+    """The vector leg of the first stage: the products' MiniLM vectors in the engine beside the
+    text, searched with the query's vector and fused with the lexical hits in the sidecar."""
+
+    enabled: bool = Field(
+        False,
+        description="Search both legs (lexical and vector) and fuse them; a request's "
+        "`retrieval` overrides it. Where the index has no vector field (or the scorer makes no "
+        "vectors) the search stays lexical and /readyz says why.",
+    )
+    field: str = Field(
+        "embedding",
+        description="The index's vector field (`dense_vector` on Elasticsearch, `knn_vector` on "
+        "OpenSearch), written by `rerank-sidecar index --vectors`.",
+    )
+    dims: int = Field(
+        384, ge=1, le=4096, description="The vectors' dimensions (all-MiniLM-L6-v2: 384)."
+    )
+    fusion: Literal["rrf", "linear"] = Field(
+        "rrf",
+        description="`rrf`: reciprocal rank fusion, sum of weight / (rrf_k + rank) over the "
+        "legs; `linear`: sum of weight x the leg's score scaled to [0, 1] by its best.",
+    )
+    rrf_k: int = Field(60, ge=1, description="RRF's rank constant: larger flattens the ranks.")
+    lexical_weight: float = Field(1.0, ge=0, description="The lexical leg's weight in fusion.")
+    vector_weight: float = Field(1.0, ge=0, description="The vector leg's weight in fusion.")
+    candidates: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="The vector leg's `num_candidates` (HNSW's search breadth) on "
+        "Elasticsearch; at least the window.",
+    )
+
+
 class EngineSettings(_Strict):
     """The first-stage engine: the embedded index, or Elasticsearch/OpenSearch and how to reach
     it. The sidecar searches with its own credentials, so `allowed_indices`, `allow_scripts` and
@@ -612,6 +647,10 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="The port `serve` listens on.")
     engine: EngineSettings = Field(
         default_factory=EngineSettings, description="The first-stage engine."
+    )
+    hybrid: HybridSettings = Field(
+        default_factory=HybridSettings,
+        description="The first stage's vector leg and how it is fused with the lexical one.",
     )
     fields: FieldMap = Field(
         default_factory=FieldMap, description="Where a product's document comes from in `_source`."

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar import documents as docs_mod
 from sidecar.backends.base import Filter, Hit, SearchBackend
-from sidecar.config import FieldMap
+from sidecar.config import FieldMap, HybridSettings
 from sidecar.deadline import Deadline
 from sidecar.documents import Document, DocumentMemo
 from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.query import Query
+from sidecar.retrieval import Retrieval, Retriever
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
 from sidecar.scoring.base import languages_of
 from sidecar.scoring_service import ScoreReport, ScoringService, decoded
@@ -52,6 +53,7 @@ class SearchParams:
     instruction: str = ""
     raw_query: Mapping[str, Any] | None = None
     rules: LoadedRules | None = None  # None: the live default rules
+    retrieval: Retrieval | None = None  # None: hybrid.enabled decides
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class SearchOutcome:
     timings: dict[str, float]
     engine: str
     raw: Mapping[str, Any] = field(default_factory=dict)  # the engine's extras (aggregations...)
+    retrieval: Retrieval = "lexical"  # the first stage that ran
+    retrieval_reason: str = ""  # why lexical, where hybrid was asked for
 
 
 class Pipeline:
@@ -86,8 +90,11 @@ class Pipeline:
         engine_share: float = 0.6,
         strict_languages: bool = False,
         documents: DocumentMemo | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.backend = backend
+        # the first stage: lexical, or lexical and vector legs fused (sidecar.retrieval)
+        self.retriever = retriever or Retriever(backend, scoring.scorer, HybridSettings())
         self.scoring = scoring
         self.rules = rules  # `.current` is the live LoadedRules
         self.field_map = field_map
@@ -113,9 +120,9 @@ class Pipeline:
         engine = deadline.share(self.engine_share)
         try:
             # the backend keeps `engine` itself; the wait outlasts it so its own error comes first
-            result = await asyncio.wait_for(
-                self.backend.search(
-                    p.index, query.text or None, p.filters, fetch, engine, p.raw_query
+            retrieved = await asyncio.wait_for(
+                self.retriever.search(
+                    p.index, query.text or None, p.filters, fetch, engine, p.raw_query, p.retrieval
                 ),
                 timeout=engine.outwait_s(),
             )
@@ -125,6 +132,7 @@ class Pipeline:
                 engine=self.backend.name,
             ) from exc
         t_engine = time.perf_counter()
+        result = retrieved.result
         window_hits, tail_hits = result.hits[: p.window], result.hits[p.window :]
         documents = self.documents.of(window_hits, self.field_map)
         t_docs = time.perf_counter()
@@ -171,6 +179,7 @@ class Pipeline:
         timings = {
             "engine_budget_ms": engine.budget_ms,
             "engine_ms": _ms(started, t_engine),
+            **retrieved.timings,
             "documents_ms": _ms(t_engine, t_docs),
             **report.timings,
             "scoring_ms": _ms(t_docs, t_scored),
@@ -187,6 +196,8 @@ class Pipeline:
             timings=timings,
             engine=self.backend.name,
             raw=result.raw,
+            retrieval=retrieved.retrieval,
+            retrieval_reason=retrieved.reason,
         )
 
     async def rerank(

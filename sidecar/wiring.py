@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sidecar.backends.base import ListsDocuments, SearchBackend
+from sidecar.backends.base import HoldsVectors, ListsDocuments, SearchBackend
 from sidecar.backends.embedded import EmbeddedBackend
 from sidecar.backends.passthrough import EngineProxy
 from sidecar.cache.base import HoldsBytes, ScoreCache
@@ -20,8 +20,10 @@ from sidecar.documents import DocumentMemo, from_hit
 from sidecar.errors import ConfigError
 from sidecar.pipeline import Pipeline
 from sidecar.query import Normalizer
+from sidecar.retrieval import Retriever
 from sidecar.rules.store import RuleStore
 from sidecar.scoring.base import (
+    EmbedsText,
     FetchesImagesRemotely,
     Scorer,
     SharesEmbeddings,
@@ -78,6 +80,7 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         engine_share=settings.limits.engine_share,
         strict_languages=settings.scorer.strict_languages,
         documents=documents,
+        retriever=Retriever(backend, scorer, settings.hybrid),
     )
     if calibration is not None and (
         scorer.state.ready or settings.scorer.kind in IDENTITY_AT_BUILD
@@ -119,18 +122,22 @@ async def close_services(services: Services, *, close_scorer: bool = True) -> No
 
 
 @asynccontextmanager
-async def loaded_services(settings: Settings) -> AsyncIterator[Services]:
+async def loaded_services(
+    settings: Settings, scorer: Scorer | None = None
+) -> AsyncIterator[Services]:
     """The parts with the model loaded (ConfigError when it cannot load), closed afterwards:
-    for commands and evaluation, which need every hit scored."""
-    services = build_services(settings)
+    for commands and evaluation, which need every hit scored. A `scorer` passed in is shared
+    (one model and its embedding cache over several runs) and stays open."""
+    services = build_services(settings, scorer)
     try:
-        await services.scorer.load()
+        if not services.scorer.state.ready:
+            await services.scorer.load()
         if not services.scorer.state.ready:
             raise ConfigError(f"model did not load: {services.scorer.state.reason}")
         check_calibration(services)
         yield services
     finally:
-        await close_services(services)
+        await close_services(services, close_scorer=scorer is None)
 
 
 async def load_model(services: Services) -> None:
@@ -178,8 +185,25 @@ async def warm_catalog(services: Services, load: asyncio.Task[None]) -> None:
     await asyncio.to_thread(scorer.warm_documents, documents, progress=report)
     if sharer is not None:
         sharer.share(unshared)
+    await give_vectors(services)
     progress["state"] = "done"
     log.info("catalog warm-up done", extra={"documents": len(documents)})
+
+
+async def give_vectors(services: Services, index: str | None = None) -> None:
+    """The embedded engine's vector leg: each index's (or `index`'s) documents' vectors from a
+    scorer that makes them (the catalog warm-up has just encoded them, so this reads them from
+    its cache). Nothing for an engine that holds its own vectors or a scorer without them."""
+    scorer, backend = services.scorer, services.backend
+    if not isinstance(scorer, EmbedsText) or not isinstance(backend, EmbeddedBackend):
+        return
+    if not isinstance(backend, HoldsVectors) or not scorer.state.ready:
+        return
+    fields = services.settings.fields
+    for name in [index] if index else list(backend.indexes()):
+        documents = [from_hit(hit, fields) for hit in backend.index_hits(name)]
+        vectors = await asyncio.to_thread(scorer.document_vectors, documents)
+        backend.set_vectors(name, vectors)
 
 
 def build_backend(settings: Settings) -> SearchBackend:

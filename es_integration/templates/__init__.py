@@ -9,7 +9,11 @@ character pairs) on the searched text fields. The name predates the stemming; it
 commands, benchmarks and documents name the file.
 """
 
+from __future__ import annotations
+
+import json
 from pathlib import Path
+from typing import Any
 
 TEMPLATES_DIR = Path(__file__).resolve().parent
 PRODUCTS_TEMPLATE = TEMPLATES_DIR / "products.json"
@@ -18,3 +22,28 @@ CJK_SUBFIELD = "cjk"  # the sub-field products-cjk.json adds: `title.cjk`, `bran
 # The analyzers products-cjk.json names that the engines' core lacks (both in analysis-common):
 # an engine that refuses one of these gets products.json instead.
 ANALYSIS_COMMON_ANALYZERS = ("english", "cjk")
+
+
+def with_vectors(template: dict[str, Any], engine: str, field: str, dims: int) -> dict[str, Any]:
+    """`template` with a vector field for the hybrid first stage's vector leg: Elasticsearch's
+    `dense_vector` (indexed, HNSW, cosine), or OpenSearch's `knn_vector` (the k-NN plugin, its
+    Lucene engine: HNSW with efficient filtering, cosine similarity) and `index.knn: true`.
+    Cosine, not dot product: the vectors are normalised, but shared ones are rounded through
+    float16 and no longer exactly unit length, which Elasticsearch's `dot_product` refuses."""
+    out = json.loads(json.dumps(template))  # a copy
+    properties = out.setdefault("mappings", {}).setdefault("properties", {})
+    if engine == "opensearch":
+        out.setdefault("settings", {})["index.knn"] = True
+        properties[field] = {
+            "type": "knn_vector",
+            "dimension": dims,
+            "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene"},
+        }
+    else:
+        properties[field] = {
+            "type": "dense_vector",
+            "dims": dims,
+            "index": True,
+            "similarity": "cosine",
+        }
+    return out

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sidecar.api.deps import ServicesDep
 from sidecar.backends.base import ChecksReadiness, Readiness, SearchBackend
 from sidecar.scoring.base import languages_of
+from sidecar.services import Services
 
 router = APIRouter()
 
@@ -37,8 +38,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     # The embedded catalog is encoded once at start-up; until it is, a search would wait on the
     # warm-up for the model and fall back, so the replica takes no traffic yet.
     warming = services.warmup.get("state") == "running"
-    engine, cache_ok = await asyncio.gather(
-        _engine_readiness(services.backend), _ping(services.cache.ping())
+    engine, cache_ok, hybrid = await asyncio.gather(
+        _engine_readiness(services.backend), _ping(services.cache.ping()), _hybrid(services)
     )
     parts: dict[str, Any] = {
         "model": {
@@ -62,6 +63,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "last_errors": len(services.rules.last_errors),
         },
     }
+    # The vector leg is optional too: without it searches stay lexical, and this says why.
+    parts["hybrid"] = hybrid
     if engine.index is not None:
         parts["engine"]["index"] = engine.index
     if engine.reason:
@@ -84,6 +87,21 @@ async def _engine_readiness(backend: SearchBackend) -> Readiness:
         return Readiness(False, "timeout", reason=f"no answer within {ENGINE_CHECK_S} s")
     except Exception as exc:  # a check that breaks is a part that is not ready, reported as such
         return Readiness(False, "error", reason=f"{exc.__class__.__name__}: {exc}")
+
+
+async def _hybrid(services: Services) -> dict[str, Any]:
+    """Whether the default index's searches can have a vector leg: `status` is `available` or
+    `unavailable: <reason>`."""
+    hybrid = services.settings.hybrid
+    index = services.settings.engine.default_index
+    try:
+        reason = await asyncio.wait_for(
+            services.pipeline.retriever.unavailable(index), timeout=ENGINE_CHECK_S
+        )
+    except TimeoutError:
+        reason = f"the vector field check did not answer within {ENGINE_CHECK_S} s"
+    status = "available" if reason is None else f"unavailable: {reason}"
+    return {"enabled": hybrid.enabled, "status": status, "index": index, "field": hybrid.field}
 
 
 async def _ping(call: Any) -> bool:

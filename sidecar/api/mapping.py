@@ -99,6 +99,7 @@ def search_params(
         instruction=body.instruction or services.settings.scorer.instruction,
         rules=rules,
         raw_query=body.raw_query,
+        retrieval=body.retrieval,
     )
     return params, deadline
 

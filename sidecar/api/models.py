@@ -105,6 +105,11 @@ class SearchRequest(Body):
     user_key: str | None = Field(
         None, max_length=256, description="stable key (user/session) for variant assignment"
     )
+    retrieval: Literal["lexical", "hybrid"] | None = Field(
+        None,
+        description="the first stage: `lexical` (the engine's text search) or `hybrid` (a "
+        "vector leg beside it, fused); null: hybrid.enabled decides",
+    )
     raw_query: dict[str, Any] | None = Field(
         None,
         description="an engine search body ({'query': {...}, ...}) run instead of the built "

@@ -30,6 +30,7 @@ def render(
     report = outcome.report
     return {
         "hits": [_hit(h, explain) for h in outcome.hits],
+        "retrieval": {"mode": outcome.retrieval, "reason": outcome.retrieval_reason},
         "total": outcome.total,
         "from": params.offset,
         "size": params.size,
@@ -70,4 +71,9 @@ def _hit(page_hit: PageHit, explain: bool) -> dict[str, Any]:
             "final_score": ranked.final,
             "engine_rank": ranked.candidate.engine_rank + 1,
         }
+        if page_hit.hit.legs:  # a hybrid first stage: the hit's place in each leg
+            out["explain"]["retrieval"] = {
+                leg: {"rank": place.rank, "score": place.score}
+                for leg, place in page_hit.hit.legs.items()
+            }
     return out

@@ -42,11 +42,22 @@ Filter = TermFilter | RangeFilter
 
 
 @dataclass(frozen=True)
+class LegRank:
+    """Where a fused hit stood in one leg of a hybrid search: its 1-based rank and the leg's
+    own score (BM25, or the vector similarity)."""
+
+    rank: int
+    score: float
+
+
+@dataclass(frozen=True)
 class Hit:
     id: str
     score: float
     source: Mapping[str, Any]
     index: str = ""
+    # a hybrid search's fused hit: its place in each leg that found it (`lexical`, `vector`)
+    legs: Mapping[str, LegRank] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,30 @@ class SearchBackend(Protocol):
 
 
 @runtime_checkable
+class SearchesVectors(Protocol):
+    """A backend with a vector leg (k nearest neighbours over the products' vectors)."""
+
+    async def vector_field(self, index: str, field: str, dims: int) -> str | None:
+        """None when `index` holds `field` as vectors of `dims` dimensions; else why not (the
+        search then stays lexical). Never raises."""
+        ...
+
+    async def vector_search(
+        self,
+        index: str,
+        vector: Sequence[float],
+        filters: Sequence[Filter],
+        k: int,
+        deadline: Deadline,
+        field: str,
+        candidates: int,
+    ) -> SearchResult:
+        """The `k` products nearest `vector` (cosine, higher first) among those that pass
+        `filters`, by `deadline`; the same errors as `SearchBackend.search`."""
+        ...
+
+
+@runtime_checkable
 class ChecksReadiness(Protocol):
     """A backend whose readiness says which check it used and why (the engines: cluster
     health, or an index-level check when the key may not read cluster health); /readyz reports
@@ -126,3 +161,11 @@ class HoldsIndexes(Protocol):
         id_field: str = "id",
         search_fields: Mapping[str, float] | None = None,
     ) -> None: ...
+
+
+@runtime_checkable
+class HoldsVectors(Protocol):
+    """A backend given its documents' vectors in memory (the embedded engine): its vector leg
+    searches them once they are set."""
+
+    def set_vectors(self, name: str, vectors: Sequence[Sequence[float]]) -> None: ...

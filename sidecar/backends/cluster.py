@@ -10,6 +10,7 @@ check that was used and why.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ CLUSTER_HEALTH = "cluster_health"
 INDEX_COUNT = "index_count"
 # Each readiness probe's wait: two of them fit in /readyz's budget and a probe's timeout (3 s).
 PROBE_TIMEOUT_S = 1.0
+# How long an index's vector field check is believed: a re-created index is seen this late.
+VECTOR_CHECK_TTL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Probe:
 
     status: int | None
     reason: str = ""
+    body: Any = None  # the answer's JSON, when it succeeded
 
     @property
     def ok(self) -> bool:
@@ -65,10 +69,12 @@ class ClusterBackend:
     Elasticsearch query DSL (Elasticsearch, OpenSearch); the embedded engine is not one."""
 
     name = "engine"
+    vector_type = "dense_vector"  # the mapping type of a vector field on this engine
 
     def __init__(self, settings: EngineSettings, field_map: FieldMap) -> None:
         self.settings = settings
         self.source_fields = field_map.source_fields()
+        self._vector_checks: dict[tuple[str, str, int], tuple[float, str | None]] = {}
 
     async def search(
         self,
@@ -92,6 +98,38 @@ class ClusterBackend:
         # the client's request timeout: what is left of the deadline, request_timeout_s at most
         wait = min(deadline.wait_s(), self.settings.request_timeout_s)
         return dsl.parse_response(await self._send(dsl.search_path_index(index, body), body, wait))
+
+    async def vector_search(
+        self,
+        index: str,
+        vector: Sequence[float],
+        filters: Sequence[Filter],
+        k: int,
+        deadline: Deadline,
+        field: str,
+        candidates: int,
+    ) -> SearchResult:
+        body = self._knn_body(list(vector), filters, k, field, max(candidates, k))
+        wait = min(deadline.wait_s(), self.settings.request_timeout_s)
+        return dsl.parse_response(await self._send(index, body, wait))
+
+    def _knn_body(
+        self, vector: list[float], filters: Sequence[Filter], k: int, field: str, candidates: int
+    ) -> dict[str, Any]:
+        return dsl.knn_body_elasticsearch(vector, filters, k, field, candidates, self.source_fields)
+
+    async def vector_field(self, index: str, field: str, dims: int) -> str | None:
+        key = (index, field, dims)
+        checked = self._vector_checks.get(key)
+        if checked is not None and time.monotonic() - checked[0] < VECTOR_CHECK_TTL_S:
+            return checked[1]
+        probe = await self._probe(f"/{quote(index, safe='')}/_mapping/field/{quote(field)}")
+        if not probe.ok:
+            reason: str | None = f"the mapping of {index!r} cannot be read ({probe.reason})"
+        else:
+            reason = dsl.vector_field_problem(probe.body, field, dims, self.vector_type)
+        self._vector_checks[key] = (time.monotonic(), reason)
+        return reason
 
     async def _send(
         self, index: str | None, body: Mapping[str, Any], wait: float

@@ -56,6 +56,61 @@ def build_body(
     return body
 
 
+def knn_body_elasticsearch(
+    vector: list[float],
+    filters: Sequence[Filter],
+    k: int,
+    field: str,
+    candidates: int,
+    source_fields: Sequence[str],
+) -> dict[str, Any]:
+    """Elasticsearch's vector leg: the top-level `knn` search (HNSW over a `dense_vector`),
+    the filters inside it, so the k nearest are the k nearest that pass them."""
+    knn: dict[str, Any] = {
+        "field": field,
+        "query_vector": vector,
+        "k": k,
+        "num_candidates": min(max(candidates, k), 10_000),
+    }
+    if filters:
+        knn["filter"] = [filter_clause(flt) for flt in filters]
+    return {"knn": knn, "size": k, "_source": list(source_fields)}
+
+
+def knn_body_opensearch(
+    vector: list[float],
+    filters: Sequence[Filter],
+    k: int,
+    field: str,
+    source_fields: Sequence[str],
+) -> dict[str, Any]:
+    """OpenSearch's vector leg: the k-NN plugin's `knn` query over a `knn_vector`, the filters
+    inside it (efficient filtering of the Lucene and Faiss engines)."""
+    inner: dict[str, Any] = {"vector": vector, "k": k}
+    if filters:
+        inner["filter"] = {"bool": {"filter": [filter_clause(flt) for flt in filters]}}
+    return {"size": k, "_source": list(source_fields), "query": {"knn": {field: inner}}}
+
+
+def vector_field_problem(mapping: Any, field: str, dims: int, kind: str) -> str | None:
+    """Why the `_mapping/field/<field>` answer does not hold `field` as `kind` vectors of
+    `dims` dimensions (None: it does); every index of the answer must."""
+    if not isinstance(mapping, Mapping) or not mapping:
+        return "no index answered for its mapping"
+    leaf = field.rsplit(".", 1)[-1]
+    for name, entry in mapping.items():
+        fields = entry.get("mappings", {}) if isinstance(entry, Mapping) else {}
+        found = fields.get(field, {}).get("mapping", {}).get(leaf) if fields else None
+        if not isinstance(found, Mapping):
+            return f"index {name!r} has no vector field {field!r} (index it with --vectors)"
+        if found.get("type") != kind:
+            return f"{field!r} of {name!r} is {found.get('type')!r}, not {kind!r}"
+        have = found.get("dims", found.get("dimension"))
+        if have is not None and int(have) != dims:
+            return f"{field!r} of {name!r} has {have} dimensions, not {dims}"
+    return None
+
+
 def search_path_index(index: str, body: Mapping[str, Any]) -> str | None:
     """The index to name in the search's path: none for a point-in-time search, whose id names
     its indices (Elasticsearch refuses a path index beside a `pit`)."""

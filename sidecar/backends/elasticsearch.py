@@ -154,7 +154,7 @@ class ElasticsearchBackend(ClusterBackend):
             return Probe(exc.meta.status, probe_reason(exc.body, exc.message))
         except TransportError as exc:
             return Probe(None, f"cannot be reached at {self._where()}: {exc.message}")
-        return Probe(response.meta.status)
+        return Probe(response.meta.status, body=response.body)
 
     async def close(self) -> None:
         await self._client.close()

@@ -47,6 +47,10 @@ class EmbeddedBackend:
         """Every document of every index, as hits (for warming document caches)."""
         return [hit for index in self._indexes.values() for hit in index.all_hits()]
 
+    def index_hits(self, name: str) -> list[Hit]:
+        """Every document of index `name`, as hits, in catalog order."""
+        return self._index(name).all_hits()
+
     def indexes(self) -> dict[str, int]:
         return {name: len(index) for name, index in self._indexes.items()}
 
@@ -74,6 +78,34 @@ class EmbeddedBackend:
         # tantivy searches in native code: off the event loop, so other requests go on meanwhile;
         # a search cannot be cut there, so `deadline` is kept by the caller's wait
         return await asyncio.to_thread(found.search, query, filters, window, offset)
+
+    def set_vectors(self, name: str, vectors: Sequence[Sequence[float]]) -> None:
+        """The vectors of index `name`'s documents, in catalog order: its vector leg."""
+        self._index(name).set_vectors(vectors)
+
+    async def vector_field(self, index: str, field: str, dims: int) -> str | None:
+        found = self._indexes.get(index)
+        if found is None:
+            return f"no index named {index!r}"
+        have = found.vector_dims
+        if have is None:
+            return f"index {index!r} holds no vectors yet (the catalog is encoded at start-up)"
+        if have != dims:
+            return f"index {index!r} holds vectors of {have} dimensions, not {dims}"
+        return None
+
+    async def vector_search(
+        self,
+        index: str,
+        vector: Sequence[float],
+        filters: Sequence[Filter],
+        k: int,
+        deadline: Deadline,
+        field: str,
+        candidates: int,
+    ) -> SearchResult:
+        found = self._index(index)  # the field is the index's one vector per document
+        return await asyncio.to_thread(found.vector_search, vector, filters, k)
 
     async def ping(self) -> bool:
         return True

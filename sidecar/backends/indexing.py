@@ -19,7 +19,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,45 @@ from es_integration.templates import (
     ANALYSIS_COMMON_ANALYZERS,
     PRODUCTS_CJK_TEMPLATE,
     PRODUCTS_TEMPLATE,
+    with_vectors,
 )
 from sidecar.config import EngineSettings, Settings
 
 Entry = tuple[int, dict[str, Any] | None, str]  # (line number, document or None, error)
+VECTOR_CHUNK = 256  # documents encoded at a time while loading
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """The vector field written beside each document (`index --vectors`): the engine kind
+    (its mapping type), the field, the dimensions, and what encodes a list of documents."""
+
+    engine: str
+    field: str
+    dims: int
+    embed: Callable[[Sequence[Mapping[str, Any]]], list[list[float]]]
+
+    def template(self, template: dict[str, Any]) -> dict[str, Any]:
+        return with_vectors(template, self.engine, self.field, self.dims)
+
+    def attach(self, entries: Iterable[Entry]) -> Iterator[Entry]:
+        """The entries with each document's vector in `field`, encoded a chunk at a time."""
+        chunk: list[Entry] = []
+
+        def flush() -> Iterator[Entry]:
+            docs = [doc for _, doc, _ in chunk if doc is not None]
+            vectors = iter(self.embed(docs)) if docs else iter(())
+            for number, doc, error in chunk:
+                if doc is not None:
+                    doc = {**doc, self.field: next(vectors)}
+                yield number, doc, error
+
+        for entry in entries:
+            chunk.append(entry)
+            if len(chunk) >= VECTOR_CHUNK:
+                yield from flush()
+                chunk = []
+        yield from flush()
 
 
 class IndexingError(RuntimeError):
@@ -137,7 +172,12 @@ def core_note(analyzer: str) -> str:
 
 
 def create_product_index(
-    client: httpx.Client, index: str, *, recreate: bool = False, replicas: int | None = None
+    client: httpx.Client,
+    index: str,
+    *,
+    recreate: bool = False,
+    replicas: int | None = None,
+    vectors: Vectors | None = None,
 ) -> tuple[bool, Path | None, str]:
     """Create `index` from products-cjk.json, or from products.json where the engine refuses
     one of its analysis-common analyzers (`english`, `cjk`): (created, template, why);
@@ -146,7 +186,7 @@ def create_product_index(
         created = create_index(
             client,
             index,
-            load_template(PRODUCTS_CJK_TEMPLATE),
+            _vectored(load_template(PRODUCTS_CJK_TEMPLATE), vectors),
             recreate=recreate,
             replicas=replicas,
         )
@@ -154,11 +194,17 @@ def create_product_index(
         if exc.analyzer not in ANALYSIS_COMMON_ANALYZERS:
             raise  # not the module's absence: a broken template is not covered up
         # Nothing was created (a recreate already deleted the old index): the core template.
-        create_index(client, index, load_template(PRODUCTS_TEMPLATE), replicas=replicas)
+        create_index(
+            client, index, _vectored(load_template(PRODUCTS_TEMPLATE), vectors), replicas=replicas
+        )
         return True, PRODUCTS_TEMPLATE, core_note(exc.analyzer)
     if not created:
         return False, None, "the existing index and its mapping are kept"
     return True, PRODUCTS_CJK_TEMPLATE, STEMMED_NOTE
+
+
+def _vectored(template: dict[str, Any], vectors: Vectors | None) -> dict[str, Any]:
+    return template if vectors is None else vectors.template(template)
 
 
 def read_catalog(path: Path) -> Iterator[Entry]:
@@ -288,22 +334,24 @@ def index_catalog(
     id_field: str = "id",
     batch_size: int = 500,
     progress: bool = True,
+    vectors: Vectors | None = None,
 ) -> LoadReport:
     """Create the index (unless it exists and `recreate` is off) and load the catalog (the
-    bundled demo catalog when none is given)."""
+    bundled demo catalog when none is given); with `vectors`, each document's vector too."""
     if catalog is None:
         from sidecar.demo import CATALOG_PATH
 
         catalog = CATALOG_PATH
     name = index or settings.default_index
     with engine_client(settings) as client:
-        created, chosen, note = _create(client, name, template, recreate, replicas)
+        created, chosen, note = _create(client, name, template, recreate, replicas, vectors)
         with catalog.open(encoding="utf-8") as handle:
             total = sum(1 for line in handle if line.strip())
+        entries = read_catalog(catalog)
         report = bulk_load(
             client,
             name,
-            read_catalog(catalog),
+            entries if vectors is None else vectors.attach(entries),
             total,
             id_field=id_field,
             batch_size=batch_size,
@@ -319,11 +367,18 @@ def _create(
     template: Path | None,
     recreate: bool,
     replicas: int | None = None,
+    vectors: Vectors | None = None,
 ) -> tuple[bool, Path | None, str]:
     if template is None:
-        return create_product_index(client, index, recreate=recreate, replicas=replicas)
+        return create_product_index(
+            client, index, recreate=recreate, replicas=replicas, vectors=vectors
+        )
     created = create_index(
-        client, index, load_template(template), recreate=recreate, replicas=replicas
+        client,
+        index,
+        _vectored(load_template(template), vectors),
+        recreate=recreate,
+        replicas=replicas,
     )
     return created, Path(template) if created else None, "the given mapping" if created else ""
 
@@ -335,13 +390,17 @@ async def load_documents(
     *,
     recreate: bool = False,
     template: Path | None = None,
+    vectors: Vectors | None = None,
 ) -> LoadReport:
-    """Create `index` and load in-memory documents (evaluation corpora); off the event loop."""
+    """Create `index` and load in-memory documents (evaluation corpora), with `vectors` each
+    one's vector too; off the event loop."""
 
     def load() -> LoadReport:
-        entries = ((n, dict(doc), "") for n, doc in enumerate(docs, start=1))
+        entries: Iterable[Entry] = ((n, dict(doc), "") for n, doc in enumerate(docs, start=1))
+        if vectors is not None:
+            entries = vectors.attach(entries)
         with engine_client(settings.engine) as client:
-            created, chosen, note = _create(client, index, template, recreate)
+            created, chosen, note = _create(client, index, template, recreate, vectors=vectors)
             report = bulk_load(
                 client, index, entries, len(docs), id_field=settings.fields.id or "id"
             )

@@ -12,7 +12,7 @@ warnings still show), unless its logger's level was set.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opensearchpy import AsyncOpenSearch
@@ -26,6 +26,7 @@ from opensearchpy.exceptions import (
 from opensearchpy.serializer import JSONSerializer
 
 from sidecar.backends import codec, dsl
+from sidecar.backends.base import Filter
 from sidecar.backends.cluster import (
     PROBE_TIMEOUT_S,
     ClusterBackend,
@@ -53,6 +54,12 @@ class OpenSearchBackend(ClusterBackend):
     """SearchBackend over an OpenSearch cluster."""
 
     name = "opensearch"
+    vector_type = "knn_vector"
+
+    def _knn_body(
+        self, vector: list[float], filters: Sequence[Filter], k: int, field: str, candidates: int
+    ) -> dict[str, Any]:
+        return dsl.knn_body_opensearch(vector, filters, k, field, self.source_fields)
 
     def __init__(self, settings: EngineSettings, field_map: FieldMap) -> None:
         super().__init__(settings, field_map)
@@ -105,7 +112,7 @@ class OpenSearchBackend(ClusterBackend):
 
     async def _probe(self, path: str) -> Probe:
         try:
-            await self._client.transport.perform_request(
+            body = await self._client.transport.perform_request(
                 "GET", path, params={"request_timeout": PROBE_TIMEOUT_S}
             )
         except ConnectionError as exc:  # ConnectionTimeout included
@@ -116,7 +123,7 @@ class OpenSearchBackend(ClusterBackend):
             return Probe(status, probe_reason(exc.info, str(exc.error)))
         except OpenSearchException as exc:
             return Probe(None, str(exc))
-        return Probe(200)
+        return Probe(200, body=body)
 
     async def close(self) -> None:
         await self._client.close()

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from sidecar.backends.indexing import IndexingError, index_catalog
+from sidecar.backends.indexing import IndexingError, Vectors, index_catalog
 from sidecar.cli.common import (
     config_option,
     engine_index_option,
@@ -19,6 +19,7 @@ from sidecar.cli.common import (
 )
 from sidecar.config import Settings
 from sidecar.demo import CATALOG_PATH
+from sidecar.scoring.base import Scorer
 
 T = TypeVar("T")
 
@@ -58,6 +59,13 @@ T = TypeVar("T")
     "cache.share_embeddings: true), so replicas meet them warm; fails when Redis does not take "
     "the writes",
 )
+@click.option(
+    "--vectors",
+    is_flag=True,
+    help="also write each product's vector (the scorer's, minilm) into hybrid.field of a "
+    "new index (dense_vector on Elasticsearch, knn_vector on OpenSearch), for the hybrid first "
+    "stage (hybrid)",
+)
 def index_command(
     config: Path | None,
     engine: str | None,
@@ -70,6 +78,7 @@ def index_command(
     batch_size: int,
     progress: bool,
     embed: bool,
+    vectors: bool,
 ) -> None:
     """Create the product index and bulk-load a JSONL catalog, reporting refused documents."""
     settings = settings_from(config)
@@ -88,11 +97,22 @@ def index_command(
         replicas,
         batch_size,
         progress,
+        vectors,
     )
     if embed:
         _embed(settings, catalog or CATALOG_PATH, progress)
     if not ok:
         sys.exit(1)
+
+
+def _vector_writer(settings: Settings, kind: str) -> tuple[Vectors, Scorer]:
+    from sidecar.errors import ConfigError
+    from sidecar.operations.embed import engine_vectors
+
+    try:
+        return asyncio.run(engine_vectors(settings, kind))
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from exc
 
 
 def _embed_or_fail(work: Coroutine[Any, Any, T]) -> T:
@@ -140,6 +160,7 @@ def _load(
     replicas: int | None,
     batch_size: int,
     progress: bool = True,
+    vectors: bool = False,
 ) -> bool:
     """Load, print a summary and every refused document; False when a document failed."""
     kind = engine or settings.engine.kind
@@ -152,6 +173,7 @@ def _load(
     if url:
         engine_settings = engine_settings.model_copy(update={"urls": [url]})
     source = catalog or CATALOG_PATH
+    writer = _vector_writer(settings, kind) if vectors else None
     try:
         report = index_catalog(
             engine_settings,
@@ -163,9 +185,13 @@ def _load(
             id_field=settings.fields.id or "id",
             batch_size=batch_size,
             progress=progress,
+            vectors=writer[0] if writer else None,
         )
     except IndexingError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        if writer is not None:
+            asyncio.run(writer[1].close())
     where = engine_settings.urls[0]
     state = "created" if report.created else "existing"
     click.echo(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from sidecar.evaluation.metrics import bootstrap_ci, paired_permutation_p
-from sidecar.evaluation.runner import QueryResult, orders_of
+from sidecar.evaluation.runner import WINDOW, QueryResult, orders_of
 
 METRICS = ("ndcg@10", "mrr", "recall@10")
 # Paired NDCG@10 comparisons a report adds when both orders are in it: (order, baseline).
@@ -34,6 +34,8 @@ def summarize(results: Sequence[QueryResult]) -> dict[str, Any]:
                 values = [r.metrics[order][metric] for r in rows]
                 low, high = bootstrap_ci(values)
                 out[order][metric] = {"mean": _mean(values), "ci95": [low, high]}
+        recall = [r.window_recall for r in rows]
+        out["window_recall"] = {"mean": _mean(recall), "ci95": list(bootstrap_ci(recall))}
         engine = [r.metrics["engine"]["ndcg@10"] for r in rows]
         reranked = [r.metrics["reranked"]["ndcg@10"] for r in rows]
         out["reranked_vs_engine"] = {
@@ -80,6 +82,11 @@ def table(summary: dict[str, Any], title: str) -> str:
                 cmp = block["reranked_vs_engine"]
                 extra = f" {cmp['ndcg@10_gain']:+7.3f} {cmp['p_value']:7.4f}"
             lines.append(f"{name[:14]:14s} {block['queries']:5d} {cells}{extra}")
+    lines.append(f"-- judged-relevant products in the first stage's top {WINDOW}")
+    for name, block in rows:
+        lines.append(
+            f"{name[:14]:14s} {block['queries']:5d} {block['window_recall']['mean']:10.3f}"
+        )
     for order, baseline in COMPARISONS:
         cmp = summary["overall"].get(f"{order}_vs_{baseline}")
         if cmp is not None:

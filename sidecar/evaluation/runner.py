@@ -41,6 +41,9 @@ SEARCH_FIELDS = {"title": 3.0, "description": 1.5}
 # Operator work: every pair scored, never a fallback.
 ENGINE_TIMEOUT_S = 60.0
 TIMEOUT_S = 600.0
+# The rerank window whose recall is measured: judged-relevant products the first stage finds in
+# its top WINDOW over the whole corpus (what the reranker can reorder at all).
+WINDOW = 100
 
 
 @dataclass
@@ -51,6 +54,8 @@ class QueryResult:
     rankings: dict[str, list[str]] = field(default_factory=dict)
     # per judged product: (the scorer's raw score, the score as answered: calibrated if asked)
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # judged-relevant products in the first stage's top WINDOW of the whole corpus (NaN: none)
+    window_recall: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -124,10 +129,26 @@ async def evaluate(
         result = QueryResult(
             judged, judged.query_type or classify(judged.text), metrics, rankings, scores
         )
+        result.window_recall = await _window_recall(judged, pipeline, services, index, threshold)
         results.append(result)
         if progress is not None:
             progress(result)
     return results
+
+
+async def _window_recall(
+    judged: JudgedQuery, pipeline: Pipeline, services: Services, index: str, threshold: float
+) -> float:
+    """The share of the query's judged-relevant products (label >= threshold) in the first
+    stage's top WINDOW over the whole corpus, as configured (lexical or hybrid)."""
+    relevant = {i for i, label in judged.labels.items() if label >= threshold}
+    if not relevant:
+        return float("nan")
+    query = services.normalizer.query(judged.text)
+    found = await pipeline.retriever.search(
+        index, query.text, [], WINDOW, Deadline.after(ENGINE_TIMEOUT_S)
+    )
+    return len(relevant & {h.id for h in found.result.hits}) / len(relevant)
 
 
 async def _rankings(
@@ -144,10 +165,10 @@ async def _rankings(
     query = services.normalizer.query(judged.text)
     instruction = services.settings.scorer.instruction
     only_judged = [TermFilter("id", tuple(ids))]
-    first = await services.backend.search(
+    first = await pipeline.retriever.search(
         index, query.text, only_judged, len(ids), Deadline.after(ENGINE_TIMEOUT_S)
     )
-    engine = [h.id for h in first.hits]
+    engine = [h.id for h in first.result.hits]
     missed = [i for i in ids if i not in set(engine)]
 
     params = SearchParams(

@@ -8,13 +8,15 @@ import datetime
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from sidecar.backends.base import Hit
 from sidecar.config import Settings
+from sidecar.documents import from_hit
 from sidecar.errors import ConfigError
 from sidecar.evaluation import report as report_mod
 from sidecar.evaluation.calibration import Pairs, fit, measure, plot_reliability
@@ -38,10 +40,10 @@ from sidecar.evaluation.tuning import (
     variant_overrides,
 )
 from sidecar.rules.loader import load_rules, read_rules_text
-from sidecar.scoring.base import identity_of
+from sidecar.scoring.base import EmbedsText, Scorer, identity_of
 from sidecar.scoring.calibration import Calibration, Method, check_identity, load_calibration
 from sidecar.services import Services
-from sidecar.wiring import loaded_services
+from sidecar.wiring import give_vectors, loaded_services
 
 Echo = Callable[[str], None]
 
@@ -70,18 +72,21 @@ async def run_eval(
     rules: Path | None = None,
     split: Split | None = None,
     mapping: Path | None = None,
+    scorer: Scorer | None = None,
 ) -> dict[str, Any]:
     """Evaluate `dataset`; `echo` gets progress notes, `show` the result table. With
     `calibration` (default: the configured scorer.calibration) the report adds the calibrated
     order and the reliability diagram; with `rules`, the tuned order; `mapping` is the index
     template on Elasticsearch/OpenSearch (None: the one `rerank-sidecar index` picks).
-    ConfigError when the model does not load or the calibration is not this scorer's."""
+    ConfigError when the model does not load or the calibration is not this scorer's. A
+    `scorer` given is used (loaded if need be) and left open: runs that compare settings share
+    one model and its embeddings."""
     calibration = calibration or settings.scorer.calibration
     settings = eval_settings(settings)  # reranked: the raw scores, as before any calibration
     echo(f"loading the {settings.scorer.kind} model ...")
     if split is not None:
         show(split.describe())
-    async with loaded_services(settings) as services:
+    async with loaded_services(settings, scorer) as services:
         variants: list[Variant] = []
         calibrated = None
         scoring, pipeline = services.scoring, services.pipeline
@@ -115,6 +120,7 @@ async def run_eval(
             "model": services.scorer.model_id,
             "score_identity": identity_of(services.scorer),
             "engine": services.backend.name,
+            "retrieval": "hybrid" if settings.hybrid.enabled else "lexical",
             "mapping": template,
             "rules_version": services.rules.current.version,
             "tuned_rules": str(rules) if rules else None,
@@ -363,11 +369,27 @@ async def _index_corpus(
 
     docs = corpus_documents(dataset)
     echo(f"indexing {len(docs)} products into {services.backend.name} index {index!r}")
+    hybrid = services.settings.hybrid
     if isinstance(services.backend, HoldsIndexes):  # the embedded engine
         services.backend.add_index(index, docs, "id", SEARCH_FIELDS)
+        if hybrid.enabled:
+            echo("encoding the corpus for the vector leg")
+            await give_vectors(services, index)
         return None
-    from sidecar.backends.indexing import load_documents  # a real engine
+    from sidecar.backends.indexing import Vectors, load_documents  # a real engine
 
-    report = await load_documents(services.settings, index, docs, recreate=True, template=template)
+    vectors = None
+    scorer = services.scorer
+    if hybrid.enabled and isinstance(scorer, EmbedsText):
+        fields = services.settings.fields
+
+        def embed(batch: Sequence[Mapping[str, Any]]) -> list[list[float]]:
+            hits = [Hit(str(doc["id"]), 0.0, doc) for doc in batch]
+            return scorer.document_vectors([from_hit(hit, fields) for hit in hits])
+
+        vectors = Vectors(services.backend.name, hybrid.field, hybrid.dims, embed)
+    report = await load_documents(
+        services.settings, index, docs, recreate=True, template=template, vectors=vectors
+    )
     echo(f"mapping: {report.template} ({report.note})")
     return str(report.template)

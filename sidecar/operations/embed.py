@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sidecar.backends.base import Hit
+from sidecar.backends.indexing import Vectors
 from sidecar.cache.base import HoldsBytes
 from sidecar.config import Settings
 from sidecar.documents import Document, from_hit
 from sidecar.errors import ConfigError
 from sidecar.operations.shared_store import StoreUnwritable, check_reachable, store_name
-from sidecar.scoring.base import SharesEmbeddings, WarmsDocuments
+from sidecar.scoring.base import EmbedsText, Scorer, SharesEmbeddings, WarmsDocuments
 from sidecar.wiring import build_cache, build_scorer
 
 CHUNK = 256  # products per read, encode and write
@@ -137,3 +139,33 @@ async def embed_catalog(
         return report
     finally:
         await cache.close()
+
+
+async def engine_vectors(settings: Settings, engine: str) -> tuple[Vectors, Scorer]:
+    """What `index --vectors` writes beside each product: its vector from the configured
+    scorer (loaded here; the caller closes it), through the same field map the serving
+    sidecar reads, so the engine's vector and the scorer's are one. ConfigError when the
+    scorer makes no vectors or not of `hybrid.dims` dimensions."""
+    scorer = build_scorer(settings)
+    if not isinstance(scorer, EmbedsText):
+        raise ConfigError(
+            f"--vectors needs a scorer that makes vectors (minilm); scorer.kind is "
+            f"{settings.scorer.kind!r}"
+        )
+    await scorer.load()
+    if not scorer.state.ready:
+        raise ConfigError(f"the scorer did not load: {scorer.state.reason}")
+    hybrid = settings.hybrid
+    if scorer.dimensions != hybrid.dims:
+        raise ConfigError(
+            f"the scorer makes vectors of {scorer.dimensions} dimensions and "
+            f"hybrid.dims is {hybrid.dims}"
+        )
+    fields, id_field = settings.fields, settings.fields.id or "id"
+    embedder = scorer
+
+    def embed(docs: Sequence[Mapping[str, Any]]) -> list[list[float]]:
+        hits = [Hit(id=str(doc.get(id_field, "")), score=0.0, source=doc) for doc in docs]
+        return embedder.document_vectors([from_hit(hit, fields) for hit in hits])
+
+    return Vectors(engine, hybrid.field, hybrid.dims, embed), scorer

@@ -170,6 +170,19 @@ class WarmsDocuments(Protocol):
 
 
 @runtime_checkable
+class EmbedsText(Protocol):
+    """A bi-encoder whose vectors can search an index (the hybrid first stage's vector leg):
+    normalised vectors of `dimensions`, documents and queries in one space. A query is
+    encoded once and kept in the scorer's own query cache, where its scoring finds it."""
+
+    dimensions: int
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+    def document_vectors(self, documents: Sequence[Document]) -> list[list[float]]: ...
+
+
+@runtime_checkable
 class FetchesImagesRemotely(Protocol):
     """A scorer that reads images but is given them as URLs: its peer fetches them, so the
     sidecar loads none itself."""

@@ -258,6 +258,31 @@ class MiniLMScorer:
             for job, job_keys in zip(jobs, keys, strict=True)
         ]
 
+    async def embed_query(self, text: str) -> list[float]:
+        """The query's vector for a hybrid search's vector leg, from the query cache the
+        scoring reads (so a request encodes its query once), encoded on the scorer's own thread
+        when it is new."""
+        if self._model is None:
+            raise RuntimeError(f"model {self.model_id} is not loaded ({self.state.status})")
+        with self._cache_lock:
+            known = self._queries.get(text)
+        if known is None:
+            loop = asyncio.get_running_loop()
+            known = (
+                await loop.run_in_executor(
+                    self._unbatched(), self._vectors, self._queries, {text: text}
+                )
+            )[text]
+        vector: list[float] = known.tolist()
+        return vector
+
+    def document_vectors(self, documents: Sequence[Document]) -> list[list[float]]:
+        """The documents' vectors in order (cached, encoded where missing): what `index
+        --vectors` writes into the engine and the embedded engine searches."""
+        by_key = {self._doc_key(d): d for d in documents}
+        found = self._vectors(self._docs, by_key)
+        return [found[self._doc_key(d)].tolist() for d in documents]
+
     def _doc_key(self, doc: Document) -> str:
         return f"{doc.content_hash}:{self.max_doc_chars}"
 

@@ -2,11 +2,13 @@
 spec (`to_search_request`).
 
 Rerank parameters come in `ext.rerank` ({query, window, rules, instruction, timeout_ms,
-user_key}, and OpenSearch's rerank processor's `query_context` {query_text | query_text_path}
-in place of `query`); without either the text is read from the first
-match/multi_match/query_string-like clause of the engine's query DSL (never under `must_not`;
-a query_string without its field prefixes and operators). Also read here: whether the body
-sorts by relevance, whether it is a point in time's, and what the embedded engine can run.
+user_key, retrieval}, and OpenSearch's rerank processor's `query_context` {query_text |
+query_text_path} in place of `query`); `retrieval: hybrid` adds the vector leg beside the
+caller's query, which otherwise runs alone whatever hybrid.enabled says; without either
+the text is read from the first match/multi_match/query_string-like clause of the engine's
+query DSL (never under `must_not`; a query_string without its field prefixes and operators).
+Also read here: whether the body sorts by relevance, whether it is a point in time's, and what
+the embedded engine can run.
 Errors name the field as the drop-in caller wrote it (`ext.rerank.window`, not `window`).
 """
 
@@ -34,6 +36,7 @@ _RERANK_KEYS = {
     "instruction",
     "timeout_ms",
     "user_key",
+    "retrieval",
 }
 # OpenSearch's rerank processor reads its text from ext.rerank.query_context: the same body
 # sent here reranks with the same text.
@@ -47,6 +50,7 @@ _FIELD_NAMES = {
     "instruction": "ext.rerank.instruction",
     "rules": "ext.rerank.rules",
     "query": "ext.rerank.query",
+    "retrieval": "ext.rerank.retrieval",
     "raw_query": "query",
 }
 # Field prefixes, operators and syntax of a query_string: not what the shopper meant.
@@ -111,6 +115,8 @@ def to_search_request(
                 "index": index,
                 "from": offset,
                 "size": size,
+                # the caller's own query alone, unless ext.rerank.retrieval asks for hybrid
+                "retrieval": "lexical",
                 **{k: v for k, v in rerank.items() if k not in ("query", "query_context")},
                 "raw_query": raw_query,
             }
