@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sidecar.api.deps import ServicesDep
 from sidecar.backends.base import ChecksReadiness, Readiness, SearchBackend
 from sidecar.scoring.base import languages_of
+from sidecar.wiring import calibration_status
 
 router = APIRouter()
 
@@ -51,6 +52,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "reads_images": services.scorer.reads_images,
             "languages": list(languages_of(services.scorer)),
             "warmup": services.warmup,
+            # informational, like the cache: raw scores serve, but thresholds mean less
+            **calibration_status(services),
         },
         "engine": {"ready": engine.ready, "kind": services.backend.name, "check": engine.check},
         "cache": {"ready": cache_ok, "kind": services.cache.name},
