@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     plot_reliability(
         args.plot,
-        f"all-MiniLM-L6-v2, {chosen}: held-out half 2 of {calibration.meta['data']['name']}",
+        f"default MiniLM, {chosen}: held-out queries (half 2 of both files)",
         test.raw,
         mapped,
         test.relevant,
