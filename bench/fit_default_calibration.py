@@ -56,7 +56,7 @@ from sidecar.scoring.calibration import BUNDLED_DIR, Calibration, Method
 from sidecar.wiring import loaded_services
 
 OUT = BUNDLED_DIR / "minilm-default.json"
-PLOT = Path(__file__).parent / "results" / "minilm_default_calibration.png"
+PLOT = Path(__file__).parent.parent / "docs" / "minilm-default-calibration.png"
 SEED = 0  # the --half split's seed: `eval --half 2 --split-seed 0` reports on the other half
 FOLDS = 5
 EPS = 1e-6  # log loss: probabilities clipped away from 0 and 1 (isotonic reaches both)

@@ -38,6 +38,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     # The embedded catalog is encoded once at start-up; until it is, a search would wait on the
     # warm-up for the model and fall back, so the replica takes no traffic yet.
     warming = services.warmup.get("state") == "running"
+    calibration = calibration_status(services)
     engine, cache_ok = await asyncio.gather(
         _engine_readiness(services.backend), _ping(services.cache.ping())
     )
@@ -53,7 +54,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "languages": list(languages_of(services.scorer)),
             "warmup": services.warmup,
             # informational, like the cache: raw scores serve, but thresholds mean less
-            **calibration_status(services),
+            "calibrated": calibration.pop("calibrated"),
+            "calibration": calibration,  # version, source, fitted_on; or why scores are raw
         },
         "engine": {"ready": engine.ready, "kind": services.backend.name, "check": engine.check},
         "cache": {"ready": cache_ok, "kind": services.cache.name},

@@ -173,7 +173,7 @@ def calibration_state(
         data = calibration.meta.get("data", {})
         return {
             "calibrated": True,
-            "calibration": calibration.version,
+            "version": calibration.version,
             "source": BUNDLED if setting == BUNDLED else str(setting),
             "fitted_on": data.get("name") if isinstance(data, dict) else None,
         }
@@ -188,7 +188,7 @@ def calibration_state(
             f"no calibration ships for score identity {identity} (model {model_id}); fit one "
             "with `rerank-sidecar calibrate` and name it in scorer.calibration"
         )
-    return {"calibrated": False, "calibration": None, "reason": f"{RAW_NOTE} ({why})"}
+    return {"calibrated": False, "reason": f"{RAW_NOTE} ({why})"}
 
 
 def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:

@@ -59,8 +59,8 @@ def test_the_default_configuration_serves_calibrated_scores_keeping_the_raw(
     assert explained["score"] == pytest.approx(calibration(explained["raw_score"]))
     assert explained["score"] != pytest.approx(explained["raw_score"], abs=1e-3)
     model = client.get("/readyz").json()["model"]
-    assert model["calibrated"] is True and model["source"] == "bundled"
-    assert model["calibration"] == calibration.version
+    assert model["calibrated"] is True and model["calibration"]["source"] == "bundled"
+    assert model["calibration"]["version"] == calibration.version
 
 
 def test_the_default_services_hold_the_shipped_calibration(minilm: MiniLMScorer) -> None:
@@ -81,14 +81,18 @@ def readyz_model(settings: dict[str, Any], scorer: MiniLMScorer) -> dict[str, An
 
 def test_readyz_says_when_scores_are_raw(minilm: MiniLMScorer) -> None:
     model = readyz_model({"scorer": {"calibration": None}}, minilm)
-    assert model["calibrated"] is False and model["calibration"] is None
-    assert "scores are raw" in model["reason"] and "scorer.calibration is null" in model["reason"]
-    assert "thresholds" in model["reason"]
+    reason = model["calibration"]["reason"]
+    assert model["calibrated"] is False and model["reason"] is None  # the model's own: loaded
+    assert "scores are raw" in reason and "scorer.calibration is null" in reason
+    assert "thresholds" in reason
     other = copy.copy(minilm)  # the same model under another identity (other weights, say)
     other.score_identity = "0123456789abcdef"
     model = readyz_model({}, other)
     assert model["calibrated"] is False
-    assert "no calibration ships for score identity 0123456789abcdef" in model["reason"]
+    assert (
+        "no calibration ships for score identity 0123456789abcdef"
+        in (model["calibration"]["reason"])
+    )
 
 
 def run_cli(*args: str) -> Any:
