@@ -143,3 +143,13 @@ def test_probability_thresholds_name_every_threshold_read_on_a_model_score() -> 
         {"version": 1, "drop": {"below_model_score": None}, "bands": [{"name": "all", "gte": 0}]}
     )
     assert probability_thresholds(plain) == []
+
+
+@pytest.mark.parametrize("value", ["null", "", "None"])
+def test_the_environment_turns_the_calibration_off(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("RERANK_SCORER__CALIBRATION", value)
+    assert make_settings().scorer.calibration is None
+    monkeypatch.setenv("RERANK_SCORER__CALIBRATION", "bundled")
+    assert make_settings().scorer.calibration == "bundled"
