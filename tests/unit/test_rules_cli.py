@@ -87,7 +87,9 @@ def test_preview_runs_the_real_pipeline_side_by_side(tmp_path: Path) -> None:
     assert yoga["rows"][0]["moved"] == 4 and yoga["candidate_version"] != yoga["live_version"]
     assert all(r["moved"] == 0 for r in tent["rows"])  # the pin is for another query
 
-    text = run("rules", "preview", str(rules), "--query", "yoga mat", "--size", "5")
+    text = run(
+        "rules", "preview", str(rules), "--query", "yoga mat", "--size", "5", "--config", str(raw)
+    )
     assert text.exit_code == 0
     assert "query 'yoga mat': live default@" in text.stdout
     assert f"| {fifth}" in text.stdout and "[pin:hero position 1]  +4" in text.stdout
