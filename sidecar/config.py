@@ -22,7 +22,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -399,12 +407,23 @@ class ScorerSettings(_Strict):
         description="lychee: the attention kernel; null: flash_attention_2 if flash-attn "
         "imports, else sdpa, else eager.",
     )
-    calibration: Path | None = Field(
-        None,
-        description="A file from `rerank-sidecar calibrate` mapping raw scores to P(relevant) "
-        "after the cache, so rules thresholds mean the same on every model; refused at start "
-        "unless fitted for this scorer's score identity. null: raw scores.",
+    calibration: Literal["bundled"] | Path | None = Field(
+        "bundled",
+        description="How raw scores become P(relevant) (applied after the cache), so rules "
+        "thresholds mean probabilities: `bundled`, the calibration shipped for this scorer's "
+        "score identity if there is one (the default MiniLM with its bundled weights; "
+        "docs/evaluation.md), else raw scores, which `/readyz` and `rules check` report; a file "
+        "from `rerank-sidecar calibrate`, refused at start unless fitted for this scorer's "
+        "score identity; null: raw scores (`null` or an empty value in the environment too).",
     )
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _no_calibration(cls, value: Any) -> Any:
+        # The environment has no null: RERANK_SCORER__CALIBRATION=null (or empty) means raw.
+        if isinstance(value, str) and value.strip().lower() in ("", "null", "none"):
+            return None
+        return value
 
     @model_validator(mode="after")
     def _known_languages(self) -> ScorerSettings:

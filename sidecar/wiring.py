@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sidecar.backends.base import HoldsVectors, ListsDocuments, SearchBackend
 from sidecar.backends.embedded import EmbeddedBackend
@@ -30,7 +30,14 @@ from sidecar.scoring.base import (
     WarmsDocuments,
     identity_of,
 )
-from sidecar.scoring.calibration import Calibration, check_identity, load_calibration
+from sidecar.scoring.calibration import (
+    BUNDLED,
+    Calibration,
+    bundled_for,
+    calibration_state,
+    check_identity,
+    load_calibration,
+)
 from sidecar.scoring_service import ScoringService
 from sidecar.services import Services
 
@@ -50,17 +57,14 @@ IDENTITY_AT_BUILD = frozenset({"minilm"})
 def build_services(settings: Settings, scorer: Scorer | None = None) -> Services:
     """Every long-lived part for `settings`; `scorer` shares an already built model."""
     path = settings.scorer.calibration
-    calibration = load_calibration(path) if path else None  # a bad file: ConfigError, first
+    calibration = load_calibration(path) if isinstance(path, Path) else None  # a bad one: first
     backend = build_backend(settings)
     cache = build_cache(settings)
     if scorer is None:  # a scorer passed in is shared, and belongs to whoever passed it
         scorer = build_scorer(settings)
-        if (
-            settings.cache.share_embeddings
-            and isinstance(cache, HoldsBytes)
-            and isinstance(scorer, SharesEmbeddings)
-        ):
-            scorer.share_embeddings(cache, settings.cache.prefix, settings.cache.ttl_s)
+        _share_embeddings(settings, cache, scorer)
+    if path == BUNDLED and _identity_final(settings, scorer):
+        calibration = bundled_for(identity_of(scorer))  # None: no file ships for this identity
     rules = RuleStore(settings.rules.path)
     images = build_image_loader(settings, scorer)
     scoring = ScoringService(
@@ -82,9 +86,7 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         documents=documents,
         retriever=Retriever(backend, scorer, settings.hybrid),
     )
-    if calibration is not None and (
-        scorer.state.ready or settings.scorer.kind in IDENTITY_AT_BUILD
-    ):
+    if calibration is not None and _identity_final(settings, scorer):
         check_identity(calibration, identity_of(scorer), scorer.model_id)
     return Services(
         settings=settings,
@@ -154,9 +156,61 @@ async def load_model(services: Services) -> None:
             raise
 
 
+def _share_embeddings(settings: Settings, cache: ScoreCache, scorer: Scorer) -> None:
+    """A shared cache shares the bi-encoder's document vectors (part of its score identity)."""
+    if (
+        settings.cache.share_embeddings
+        and isinstance(cache, HoldsBytes)
+        and isinstance(scorer, SharesEmbeddings)
+    ):
+        scorer.share_embeddings(cache, settings.cache.prefix, settings.cache.ttl_s)
+
+
+def calibration_status(services: Services) -> dict[str, Any]:
+    """Whether this sidecar's scores are calibrated, and why not (/readyz)."""
+    scorer = services.scorer
+    final = _identity_final(services.settings, scorer)
+    return calibration_state(
+        services.settings.scorer.calibration,
+        services.scoring.calibration,
+        identity_of(scorer) if final else None,
+        scorer.model_id,
+    )
+
+
+async def configured_calibration(settings: Settings) -> dict[str, Any]:
+    """`calibration_status` of the sidecar `settings` describe, without loading a model or
+    reaching an engine (`rules check`): the scorer and cache are built, then closed. A file
+    for another identity is said so, not raised (ConfigError for an unreadable one)."""
+    setting = settings.scorer.calibration
+    scorer, cache = build_scorer(settings), build_cache(settings)
+    try:
+        _share_embeddings(settings, cache, scorer)
+        final = _identity_final(settings, scorer)
+        identity = identity_of(scorer) if final else None
+        calibration = None
+        if setting == BUNDLED:
+            calibration = bundled_for(identity) if identity is not None else None
+        elif isinstance(setting, Path):
+            calibration = load_calibration(setting)
+            if identity is not None and calibration.score_identity != identity:
+                calibration = None
+        return calibration_state(setting, calibration, identity, scorer.model_id)
+    finally:
+        await cache.close()
+        await scorer.close()
+
+
+def _identity_final(settings: Settings, scorer: Scorer) -> bool:
+    return scorer.state.ready or settings.scorer.kind in IDENTITY_AT_BUILD
+
+
 def check_calibration(services: Services) -> Calibration | None:
     """The scoring service's calibration, or ConfigError when the loaded scorer's score
-    identity is not the one it was fitted for (both named)."""
+    identity is not the one it was fitted for (both named). With `bundled`, a scorer whose
+    identity is known only once loaded gets the shipped calibration for it now, if any."""
+    if services.settings.scorer.calibration == BUNDLED and services.scoring.calibration is None:
+        services.scoring.calibration = bundled_for(identity_of(services.scorer))
     calibration = services.scoring.calibration
     if calibration is not None:
         check_identity(calibration, identity_of(services.scorer), services.scorer.model_id)

@@ -18,6 +18,7 @@ from sidecar.api.deps import ServicesDep
 from sidecar.backends.base import ChecksReadiness, Readiness, SearchBackend
 from sidecar.scoring.base import languages_of
 from sidecar.services import Services
+from sidecar.wiring import calibration_status
 
 router = APIRouter()
 
@@ -38,6 +39,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     # The embedded catalog is encoded once at start-up; until it is, a search would wait on the
     # warm-up for the model and fall back, so the replica takes no traffic yet.
     warming = services.warmup.get("state") == "running"
+    calibration = calibration_status(services)
     engine, cache_ok, hybrid = await asyncio.gather(
         _engine_readiness(services.backend), _ping(services.cache.ping()), _hybrid(services)
     )
@@ -52,6 +54,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "reads_images": services.scorer.reads_images,
             "languages": list(languages_of(services.scorer)),
             "warmup": services.warmup,
+            # informational, like the cache: raw scores serve, but thresholds mean less
+            "calibrated": calibration.pop("calibrated"),
+            "calibration": calibration,  # version, source, fitted_on; or why scores are raw
         },
         "engine": {"ready": engine.ready, "kind": services.backend.name, "check": engine.check},
         "cache": {"ready": cache_ok, "kind": services.cache.name},

@@ -10,6 +10,7 @@ import click
 
 from sidecar.cli.common import config_option, loaded_services, settings_from
 from sidecar.cli.judged import Judged, judged_options, model_option, with_model
+from sidecar.config import Settings
 from sidecar.errors import ConfigError, SidecarError
 from sidecar.rules.loader import LoadedRules
 
@@ -26,10 +27,17 @@ def rules() -> None:
 @rules.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_CONFIG
-def check(file: Path, config: Path | None) -> None:
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="exit 1 on warnings too (thresholds read on an uncalibrated model's raw scores)",
+)
+def check(file: Path, config: Path | None, strict: bool) -> None:
     """Validate FILE; print each error as file:line:col: path: reason (exit 1 on errors).
-    With --config, conditions must read fields of the configured field map."""
-    from sidecar.rules.loader import RulesError, check_rules, read_rules_text
+    With --config, conditions must read fields of the configured field map. Warns when the
+    configured model's scores are not calibrated while FILE's thresholds assume probabilities."""
+    from sidecar.rules.loader import RulesError, check_rules, parse_rules, read_rules_text
+    from sidecar.rules.schema import probability_thresholds
 
     try:
         text = read_rules_text(file)
@@ -37,16 +45,38 @@ def check(file: Path, config: Path | None) -> None:
         for problem in exc.problems:
             click.echo(str(problem))
         raise SystemExit(1) from exc
-    known = None
-    if config is not None:
-        known = settings_from(config).fields.business
+    settings = settings_from(config)
+    known = settings.fields.business if config is not None else None
     problems = check_rules(text, str(file), known)
     for problem in problems:
         click.echo(str(problem))
     if problems:
         click.echo(f"{len(problems)} error(s) in {file}", err=True)
         raise SystemExit(1)
+    thresholds = probability_thresholds(parse_rules(text, str(file)).rules)
+    warning = _uncalibrated(settings, thresholds) if thresholds else None
+    if warning:
+        click.echo(f"{file}: warning: {warning}", err=True)
+    if warning and strict:
+        raise SystemExit(1)
     click.echo(f"{file}: ok")
+
+
+def _uncalibrated(settings: Settings, thresholds: list[str]) -> str | None:
+    """The warning for thresholds read on raw scores; None when scores are calibrated."""
+    from sidecar.wiring import configured_calibration
+
+    try:
+        state = asyncio.run(configured_calibration(settings))
+    except ConfigError as exc:
+        return f"cannot tell whether scores are calibrated ({exc.message})"
+    if state["calibrated"]:
+        return None
+    return (
+        f"scorer {settings.scorer.kind} ({settings.scorer.model_path or 'its default weights'})"
+        f" has no calibration: {state['reason']}; thresholds read as probabilities: "
+        + "; ".join(thresholds)
+    )
 
 
 @rules.command("preview")

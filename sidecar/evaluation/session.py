@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -41,14 +41,23 @@ from sidecar.evaluation.tuning import (
 )
 from sidecar.rules.loader import load_rules, read_rules_text
 from sidecar.scoring.base import EmbedsText, Scorer, identity_of
-from sidecar.scoring.calibration import Calibration, Method, check_identity, load_calibration
+from sidecar.scoring.calibration import (
+    BUNDLED,
+    Calibration,
+    Method,
+    bundled_for,
+    check_identity,
+    load_calibration,
+)
 from sidecar.services import Services
 from sidecar.wiring import give_vectors, loaded_services
 
 Echo = Callable[[str], None]
 
 
-def eval_settings(settings: Settings, calibration: Path | None = None) -> Settings:
+def eval_settings(
+    settings: Settings, calibration: Path | Literal["bundled"] | None = None
+) -> Settings:
     """The settings for judged data: the corpus has its own fields (title, description), which
     every engine searches and the documents read; the pipeline applies `calibration` (None:
     raw scores)."""
@@ -68,7 +77,7 @@ async def run_eval(
     echo: Echo = print,
     show: Echo = print,
     *,
-    calibration: Path | None = None,
+    calibration: Path | Literal["bundled"] | None = None,
     rules: Path | None = None,
     split: Split | None = None,
     mapping: Path | None = None,
@@ -90,9 +99,12 @@ async def run_eval(
         variants: list[Variant] = []
         calibrated = None
         scoring, pipeline = services.scoring, services.pipeline
-        if calibration is not None:
+        if calibration == BUNDLED:  # the shipped one for this scorer, if any
+            calibrated = bundled_for(identity_of(services.scorer))
+        elif isinstance(calibration, Path):
             calibrated = load_calibration(calibration)
             check_identity(calibrated, identity_of(services.scorer), services.scorer.model_id)
+        if calibrated is not None:
             scoring = services.scoring.calibrated_by(calibrated)
             pipeline = pipeline.scored_by(scoring)
             variants.append(Variant("calibrated", pipeline))
@@ -276,7 +288,7 @@ async def run_tune(
     out: Path,
     report: Path,
     *,
-    calibration: Path | None = None,
+    calibration: Path | Literal["bundled"] | None = None,
     folds: int = 5,
     seed: int = 0,
     split: Split | None = None,
@@ -300,6 +312,11 @@ async def run_tune(
         index = f"eval-{dataset.name.lower()}"
         await _index_corpus(services, index, dataset, echo)
         queries = await _score_all(dataset, services, index)
+        applied = services.scoring.calibration
+    if applied is None:
+        calibration = None  # `bundled`, and none ships for this scorer: raw scores
+    elif calibration == BUNDLED:
+        calibration = Path(applied.source)
     scores = "calibrated" if calibration else "raw"
     with tqdm(desc="tuning", unit="candidate") as bar:
 

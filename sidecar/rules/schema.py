@@ -294,3 +294,44 @@ def fields_read(rules: RulesFile) -> dict[tuple[str | int, ...], set[str]]:
 
 def _scope_fields(scope: Scope | None) -> set[str]:
     return {CATEGORY_FIELD} if scope is not None and scope.category else set()
+
+
+PROBABILITY_FIELDS = ("model_score", "blended_score")  # what a calibration makes P(relevant)
+
+
+def probability_thresholds(rules: RulesFile) -> list[str]:
+    """The thresholds of `rules` that read a model score as a probability (the drop threshold,
+    the bands, gte/lte on model_score or blended_score), each named by where it is: what a raw,
+    uncalibrated score makes mean something else. A variant's are those of the sections it
+    replaces."""
+    out = [t for section in SECTIONS for t in _section_thresholds(rules, section)]
+    for v in rules.variants:
+        given = [s for s in SECTIONS if s in v.model_fields_set]
+        out += [f"variants.{v.name}.{t}" for s in given for t in _section_thresholds(v, s)]
+    return out
+
+
+def _section_thresholds(part: _Sections, section: str) -> list[str]:
+    if section == "drop":
+        below = part.drop.below_model_score
+        tests = [f"drop.below_model_score {below:g}"] if below is not None else []
+        return tests + _score_tests(part.drop.when, "drop.when")
+    if section == "boosts":
+        return [t for b in part.boosts for t in _score_tests(b.when, f"boosts.{b.name}")]
+    if section == "buries":
+        return [t for b in part.buries for t in _score_tests(b.when, f"buries.{b.name}")]
+    if section == "bands":
+        return [f"bands.{b.name} >= {b.gte:g}" for b in part.bands if b.gte > 0]
+    return []
+
+
+def _score_tests(condition: Condition | None, where: str) -> list[str]:
+    if condition is None:
+        return []
+    if isinstance(condition, FieldCondition):
+        if condition.field not in PROBABILITY_FIELDS:
+            return []
+        tests = [(">=", condition.gte), ("<=", condition.lte)]
+        return [f"{where}: {condition.field} {op} {v:g}" for op, v in tests if v is not None]
+    parts: list[Any] = condition.all if isinstance(condition, AllOf) else condition.any
+    return [t for c in parts for t in _score_tests(c, where)]

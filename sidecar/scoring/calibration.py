@@ -32,6 +32,8 @@ from typing import Any, Literal
 from sidecar.errors import ConfigError
 
 FORMAT = "rerank-sidecar-calibration/1"
+BUNDLED = "bundled"  # scorer.calibration's default: the shipped calibration of this scorer, if any
+BUNDLED_DIR = Path(__file__).parent / "calibrations"  # package data, one file per identity
 METHODS = ("isotonic", "platt")
 TIE_BREAK = 1e-6  # isotonic: weight of the raw score in the calibrated one (keeps it strict)
 
@@ -141,6 +143,52 @@ def load_calibration(path: Path) -> Calibration:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: calibration file is not JSON: {exc}") from exc
     return parse_calibration(data, str(path), hashlib.sha256(raw).hexdigest()[:12])
+
+
+def bundled_for(identity: str) -> Calibration | None:
+    """The calibration shipped with the package for this score identity (today: the default
+    MiniLM with its bundled weights, `calibrations/minilm-default.json`), or None."""
+    for path in sorted(BUNDLED_DIR.glob("*.json")):
+        calibration = load_calibration(path)
+        if calibration.score_identity == identity:
+            return calibration
+    return None
+
+
+RAW_NOTE = (
+    "scores are raw: rules thresholds (drop, bands, model_score conditions) assume probabilities"
+)
+
+
+def calibration_state(
+    setting: str | Path | None,
+    calibration: Calibration | None,
+    identity: str | None,
+    model_id: str,
+) -> dict[str, Any]:
+    """Whether scores are calibrated, and why not (for /readyz and `rules check`). `setting`
+    is scorer.calibration; `identity` the scorer's score identity, None while not known yet
+    (a model whose identity is final only once loaded)."""
+    if calibration is not None:
+        data = calibration.meta.get("data", {})
+        return {
+            "calibrated": True,
+            "version": calibration.version,
+            "source": BUNDLED if setting == BUNDLED else str(setting),
+            "fitted_on": data.get("name") if isinstance(data, dict) else None,
+        }
+    if setting is None:
+        why = "scorer.calibration is null"
+    elif setting != BUNDLED:
+        why = f"scorer.calibration {setting} is not this scorer's (another score identity)"
+    elif identity is None:
+        why = "the shipped calibrations are looked up once the model has loaded"
+    else:
+        why = (
+            f"no calibration ships for score identity {identity} (model {model_id}); fit one "
+            "with `rerank-sidecar calibrate` and name it in scorer.calibration"
+        )
+    return {"calibrated": False, "reason": f"{RAW_NOTE} ({why})"}
 
 
 def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:

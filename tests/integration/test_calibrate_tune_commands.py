@@ -73,10 +73,17 @@ def test_tune_reproduces_what_eval_measures_through_the_pipeline(tmp_path: Path)
     data = tmp_path / "judged.csv"
     judged_csv(data)
     tuned = tmp_path / "tuned.yaml"
-    run("rules", "tune", str(data), "--out", str(tuned), "--folds", "2")
+    # raw scores, as eval's reranked order reads them (the default applies the shipped
+    # calibration, which tune would read and eval show as its calibrated order)
+    raw = tmp_path / "raw.yaml"
+    raw.write_text("scorer:\n  calibration: null\n", encoding="utf-8")
+    run("rules", "tune", str(data), "--out", str(tuned), "--folds", "2", "--config", str(raw))
     report = json.loads(tuned.with_suffix(".json").read_text())
     fixed = {r["name"]: r["ndcg@10"]["mean"] for r in report["fixed"]}
-    run("eval", str(data), "--rules", str(tuned), "--out", str(tmp_path / "report"))
+    run(
+        "eval", str(data), "--rules", str(tuned), "--out", str(tmp_path / "report"),
+        "--config", str(raw),
+    )  # fmt: skip
     overall = json.loads((tmp_path / "report" / "judged.json").read_text())["summary"]["overall"]
     assert fixed["current file"] == pytest.approx(overall["reranked"]["ndcg@10"]["mean"])
     assert fixed["model alone"] == pytest.approx(overall["model"]["ndcg@10"]["mean"])

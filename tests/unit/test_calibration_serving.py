@@ -92,15 +92,18 @@ def test_a_bad_calibration_file_stops_the_start_with_its_name(tmp_path: Path) ->
 
 
 def test_answers_carry_calibrated_scores_and_explain_shows_both(
-    tmp_path: Path, client_factory: Any, minilm: MiniLMScorer
+    tmp_path: Path, minilm: MiniLMScorer
 ) -> None:
     path = write_calibration(tmp_path / "cal.json", identity_of(minilm))
     calibration = load_calibration(path)
-    raw_client = client_factory()
+    # raw scores on purpose: the default applies the shipped calibration (bundled)
+    raw_app = create_app(
+        make_settings(scorer={"calibration": None}), wait_for_model=True, scorer=minilm
+    )
     app = create_app(
         make_settings(scorer={"calibration": str(path)}), wait_for_model=True, scorer=minilm
     )
-    with TestClient(app) as calibrated_client:
+    with TestClient(raw_app) as raw_client, TestClient(app) as calibrated_client:
         check_answers(raw_client, calibrated_client, calibration)
 
 
