@@ -119,6 +119,7 @@ async def measure(window: int) -> dict[str, Any]:
         return {
             "queries": len(rows),
             "counts": {m: dict(c) for m, c in counts.items()},
+            "not_answered_by_the_engine": skipped,
             "rows": rows,
         }
     finally:
