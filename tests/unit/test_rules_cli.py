@@ -57,7 +57,9 @@ def test_check_of_a_missing_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_preview_runs_the_real_pipeline_side_by_side(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
-    rules.write_text("version: 1\n")
+    # the candidate is the live (bundled) rules, then the same with a pin: only the pin moves
+    bundled = DEFAULT_RULES.read_text(encoding="utf-8")
+    rules.write_text(bundled)
     plain = run("rules", "preview", str(rules), "--query", "Yoga  mat", "--size", "5", "--json")
     assert plain.exit_code == 0, plain.output
     rows = json.loads(plain.stdout)[0]["rows"]
@@ -65,7 +67,7 @@ def test_preview_runs_the_real_pipeline_side_by_side(tmp_path: Path) -> None:
     fifth = rows[4]["live"]["id"]
 
     rules.write_text(
-        f"version: 1\npins: [{{name: hero, query: {{is: yoga mat}}, id: {fifth}, position: 1}}]\n"
+        bundled + f"pins: [{{name: hero, query: {{is: yoga mat}}, id: {fifth}, position: 1}}]\n"
     )
     result = run(
         "rules", "preview", str(rules), "--query", "yoga mat", "--query", "tent",
