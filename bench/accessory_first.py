@@ -37,7 +37,7 @@ from sidecar.scoring.base import WarmsDocuments
 from sidecar.services import Services, operator_deadline, params_for
 from sidecar.wiring import build_services, close_services, load_model
 
-TYPE_RULE = re.compile(r"buries:\n(?:  #.*\n)*  - name: accessories-after-products\n.*\n")
+TYPE_RULE = re.compile(r"buries:\n(?:  #.*\n)*  - name: accessories-after-products\n(?:    .*\n)+")
 
 
 def families(matcher: TypeMatcher, catalog: list[dict]) -> list[tuple[str, str]]:
