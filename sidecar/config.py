@@ -75,9 +75,17 @@ class FieldMap(_Strict):
         description="`_source` fields copied into each document for the rules' conditions and "
         "scopes; add any field a rule reads.",
     )
+    product_type: str | None = Field(
+        "product_type",
+        description="The `_source` field naming what kind of product a hit is (a name of the "
+        "`product_types.path` vocabulary); the rules read it beside the type the query names "
+        "(`type_match`). Null: products have no type.",
+    )
 
     def source_fields(self) -> list[str]:
         names = [self.title, self.selling_points, self.image_urls, *self.business]
+        if self.product_type:
+            names.append(self.product_type)
         if self.id:
             names.append(self.id)
         return list(dict.fromkeys(names))
@@ -605,6 +613,23 @@ class QuerySettings(_Strict):
     )
 
 
+class ProductTypeSettings(_Strict):
+    """The catalog's product types: which type a query names, and which types are accessories
+    or consumables of which (docs/rules.md, "Products before their accessories")."""
+
+    enabled: bool = Field(
+        True,
+        description="Recognise the product type a query names, so rules can read `query_type` "
+        "and `type_match`; false: no query names a type.",
+    )
+    path: Path | None = Field(
+        None,
+        description='A product types file (JSON: `{"types": [{name, synonyms, role, '
+        "accessory_of}]}`); null: the bundled demo catalog's "
+        "(`sidecar/demo/product_types.json`).",
+    )
+
+
 class RulesSettings(_Strict):
     """The merchandising rules file (docs/rules.md) and its reloading."""
 
@@ -682,6 +707,10 @@ class Settings(BaseSettings):
     )
     query: QuerySettings = Field(default_factory=QuerySettings, description="Query normalization.")
     rules: RulesSettings = Field(default_factory=RulesSettings, description="The rules file.")
+    product_types: ProductTypeSettings = Field(
+        default_factory=ProductTypeSettings,
+        description="The catalog's product types, for putting products before their accessories.",
+    )
     admin_token: SecretStr | None = Field(
         None,
         description="The bearer token of the `/admin` routes; null: the routes are off (404).",

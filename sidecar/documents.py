@@ -32,6 +32,7 @@ class Document:
     image_urls: tuple[str, ...] = ()
     fields: Mapping[str, Any] = field(default_factory=dict)
     content_hash: str = ""
+    product_type: str | None = None  # what kind of product (fields.product_type); not scored
 
     @property
     def image_url(self) -> str | None:
@@ -58,6 +59,7 @@ def make_document(
     selling_points: Sequence[str] = (),
     image_urls: Sequence[str] = (),
     fields: Mapping[str, Any] | None = None,
+    product_type: str | None = None,
 ) -> Document:
     return Document(
         id=doc_id,
@@ -66,6 +68,7 @@ def make_document(
         image_urls=tuple(image_urls),
         fields=dict(fields or {}),
         content_hash=content_hash(title, selling_points, image_urls),
+        product_type=product_type,
     )
 
 
@@ -78,6 +81,9 @@ def from_hit(hit: Hit, field_map: FieldMap) -> Document:
         selling_points=_as_texts(source.get(field_map.selling_points)),
         image_urls=_as_texts(source.get(field_map.image_urls)),
         fields={name: source[name] for name in field_map.business if name in source},
+        product_type=_as_text(source.get(field_map.product_type)) or None
+        if field_map.product_type
+        else None,
     )
 
 

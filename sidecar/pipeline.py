@@ -29,6 +29,7 @@ from sidecar.config import FieldMap, HybridSettings
 from sidecar.deadline import Deadline
 from sidecar.documents import Document, DocumentMemo
 from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
+from sidecar.product_types import QueryType, TypeMatcher
 from sidecar.query import Query
 from sidecar.retrieval import Retrieval, Retriever
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
@@ -69,7 +70,7 @@ class SearchOutcome:
     hits: list[PageHit]
     total: int
     window: int
-    dropped: int
+    dropped: int  # dropped by the rules and not shown
     report: ScoreReport
     rules_version: str
     timings: dict[str, float]
@@ -77,6 +78,8 @@ class SearchOutcome:
     raw: Mapping[str, Any] = field(default_factory=dict)  # the engine's extras (aggregations...)
     retrieval: Retrieval = "lexical"  # the first stage that ran
     retrieval_reason: str = ""  # why lexical, where hybrid was asked for
+    kept_despite_drop: int = 0  # dropped by a rule, shown to fill drop.min_results
+    query_type: QueryType | None = None  # the product type the query names
 
 
 class Pipeline:
@@ -91,6 +94,7 @@ class Pipeline:
         strict_languages: bool = False,
         documents: DocumentMemo | None = None,
         retriever: Retriever | None = None,
+        types: TypeMatcher | None = None,
     ) -> None:
         self.backend = backend
         # the first stage: lexical, or lexical and vector legs fused (sidecar.retrieval)
@@ -103,6 +107,8 @@ class Pipeline:
         self.strict_languages = strict_languages
         # the documents of hits seen lately: a warm product is read from its `_source` once
         self.documents = documents if documents is not None else DocumentMemo()
+        # recognises the product type a query names (None: no query names one)
+        self.types = types
 
     def scored_by(self, scoring: ScoringService) -> Pipeline:
         """This flow (engine, rules, documents) over another scoring service: evaluation
@@ -152,10 +158,12 @@ class Pipeline:
                 engine_score=hit.score,
                 model_score=report.scores[i],
                 fields=doc.fields,
+                product_type=doc.product_type,
             )
             for i, (hit, doc) in enumerate(zip(window_hits, documents, strict=True))
         ]
-        outcome = apply(rules.rules, candidates, query.text)
+        query_type = self.types.recognise(query.text) if self.types and query.text else None
+        outcome = apply(rules.rules, candidates, query.text, query_type)
         # The page: the ranked window, then the engine's order beyond it. Only the page's hits
         # are made (the rest of the window is counted, not shown). engine_rank is the hit's
         # position in the window: ids need not be unique there.
@@ -198,6 +206,8 @@ class Pipeline:
             raw=result.raw,
             retrieval=retrieved.retrieval,
             retrieval_reason=retrieved.reason,
+            kept_despite_drop=outcome.kept_despite_drop,
+            query_type=query_type,
         )
 
     async def rerank(

@@ -16,9 +16,12 @@ from sidecar.backends.passthrough import EngineProxy
 from sidecar.cache.base import HoldsBytes, ScoreCache
 from sidecar.cache.memory import MemoryCache, NoCache
 from sidecar.config import Settings
+from sidecar.demo import PRODUCT_TYPES_PATH as DEMO_TYPES_PATH
 from sidecar.documents import DocumentMemo, from_hit
 from sidecar.errors import ConfigError
 from sidecar.pipeline import Pipeline
+from sidecar.product_types import TypeMatcher
+from sidecar.product_types import load as load_types
 from sidecar.query import Normalizer
 from sidecar.retrieval import Retriever
 from sidecar.rules.store import RuleStore
@@ -85,6 +88,7 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         strict_languages=settings.scorer.strict_languages,
         documents=documents,
         retriever=Retriever(backend, scorer, settings.hybrid),
+        types=build_types(settings),
     )
     if calibration is not None and _identity_final(settings, scorer):
         check_identity(calibration, identity_of(scorer), scorer.model_id)
@@ -104,6 +108,18 @@ def build_services(settings: Settings, scorer: Scorer | None = None) -> Services
         ),
         proxy=None if backend.name == "embedded" else EngineProxy(settings.engine, backend.name),
     )
+
+
+def build_types(settings: Settings) -> TypeMatcher | None:
+    """The product type matcher, built once from the vocabulary file (ConfigError if it does not
+    read); None when product types are off."""
+    if not settings.product_types.enabled:
+        return None
+    path = settings.product_types.path or DEMO_TYPES_PATH
+    try:
+        return load_types(path)
+    except ValueError as exc:
+        raise ConfigError(f"product_types.path: {exc}") from exc
 
 
 async def close_services(services: Services, *, close_scorer: bool = True) -> None:

@@ -28,26 +28,30 @@ def render(
     outcome: SearchOutcome, params: SearchParams, explain: bool, services: Services
 ) -> dict[str, Any]:
     report = outcome.report
+    query_type = outcome.query_type.name if outcome.query_type else None
     return {
-        "hits": [_hit(h, explain) for h in outcome.hits],
+        "hits": [_hit(h, explain, query_type) for h in outcome.hits],
         "retrieval": {"mode": outcome.retrieval, "reason": outcome.retrieval_reason},
         "total": outcome.total,
         "from": params.offset,
         "size": params.size,
         "window": outcome.window,
         "dropped": outcome.dropped,
+        # dropped by a rule but shown, so the page is not empty (drop.min_results)
+        "kept_despite_drop": outcome.kept_despite_drop,
         "rerank_status": report.status,
         "reason": report.reason,
         "cache": report.cache_summary(),
         "timings": outcome.timings,
         "query": {"text": params.query.text, "image": params.query.has_image},
+        "query_type": query_type,  # the product type the query names (product_types)
         "model": services.scorer.model_id,
         "engine": outcome.engine,
         "rules_version": outcome.rules_version,
     }
 
 
-def _hit(page_hit: PageHit, explain: bool) -> dict[str, Any]:
+def _hit(page_hit: PageHit, explain: bool, query_type: str | None) -> dict[str, Any]:
     ranked = page_hit.ranked
     source = page_hit.hit.source  # written out as it is: nothing changes it on the way
     out: dict[str, Any] = {
@@ -58,7 +62,7 @@ def _hit(page_hit: PageHit, explain: bool) -> dict[str, Any]:
         "engine_score": page_hit.hit.score,
         "band": ranked.band if ranked else "unscored",
         "reranked": ranked is not None,
-        "flags": list(page_hit.flags),
+        "flags": flags(page_hit),
     }
     if explain and ranked is not None:
         out["explain"] = {
@@ -70,10 +74,24 @@ def _hit(page_hit: PageHit, explain: bool) -> dict[str, Any]:
             "band": ranked.band,
             "final_score": ranked.final,
             "engine_rank": ranked.candidate.engine_rank + 1,
+            # the type the query names, this hit's, and how they stand (what rules read)
+            "product_type": {
+                "query": query_type,
+                "hit": ranked.candidate.product_type,
+                "match": ranked.type_match,
+            },
         }
         if page_hit.hit.legs:  # a hybrid first stage: the hit's place in each leg
             out["explain"]["retrieval"] = {
                 leg: {"rank": place.rank, "score": place.score}
                 for leg, place in page_hit.hit.legs.items()
             }
+    return out
+
+
+def flags(page_hit: PageHit) -> list[str]:
+    """The hit's flags, and `kept_by_min_results` for a dropped hit shown to fill the page."""
+    out = list(page_hit.flags)
+    if page_hit.ranked is not None and page_hit.ranked.kept_by_min_results:
+        out.append("kept_by_min_results")
     return out

@@ -18,6 +18,8 @@ CATALOG_PATH = DEMO_DIR / "catalog.jsonl"
 QUERIES_PATH = DEMO_DIR / "queries.json"
 QUERIES_ZH_PATH = DEMO_DIR / "queries_zh.json"
 IMAGES_DIR = DEMO_DIR / "images"
+# the catalog's product types: names, synonyms, which are accessories of which
+PRODUCT_TYPES_PATH = DEMO_DIR / "product_types.json"
 
 
 def load_catalog(path: Path = CATALOG_PATH) -> list[dict]:

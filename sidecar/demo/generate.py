@@ -100,27 +100,42 @@ def _make_product(
     }
 
 
+def _rng(seed: int, language: str, batch: int) -> random.Random:
+    """The generator of one slice's batch. The English first batch keeps the generator it always
+    had; every other slice and batch gets its own (str seeds are hashed with SHA-512: the same in
+    every run), so adding one changes no earlier draw."""
+    if batch == 1:
+        return random.Random(seed if language == "en" else f"{seed}:{language}")
+    return random.Random(f"{seed}:{language}:{batch}")
+
+
 def build_catalog(seed: int = SEED) -> tuple[list[dict], dict[str, list[dict]]]:
     """Return (products sorted by id, query families with ids per language)."""
     products: list[dict] = []
     ids_by_type: dict[str, list[str]] = {}
     taken_titles: set[str] = set()
-    for part in SLICES:
-        # The English slice keeps the generator it always had; every other slice gets its own
-        # (str seeds are hashed with SHA-512: the same in every run), so it changes no English
-        # draw.
-        rng = random.Random(seed if part.language == "en" else f"{seed}:{part.language}")
-        drafts: list[tuple[str, dict]] = []
-        for ptype in part.types:
-            for _ in range(ptype.count):
-                drafts.append((ptype.key, _make_product(rng, ptype, taken_titles, part)))
-        # Shuffle before numbering so ids do not give the category away.
-        rng.shuffle(drafts)
+    batches = sorted({t.batch for part in SLICES for t in part.types})
+    for batch in batches:  # each batch numbered after the ones before: no id moves
+        for part in SLICES:
+            rng = _rng(seed, part.language, batch)
+            drafts: list[tuple[str, dict]] = []
+            for ptype in part.types:
+                if ptype.batch != batch:
+                    continue
+                for _ in range(ptype.count):
+                    product = _make_product(rng, ptype, taken_titles, part)
+                    drafts.append((ptype.key, {**product, "product_type": ptype.product_type}))
+            # Shuffle before numbering so ids do not give the category away.
+            rng.shuffle(drafts)
 
-        for n, (type_key, fields) in enumerate(drafts, start=len(products) + 1):
-            pid = f"p{n:05d}"
-            products.append({"id": pid, **fields, "image_url": f"images/{pid}.png"})
-            ids_by_type.setdefault(type_key, []).append(pid)
+            for n, (type_key, fields) in enumerate(drafts, start=len(products) + 1):
+                pid = f"p{n:05d}"
+                # product_type last: the fields before it read as they did before it was added
+                kind = fields.pop("product_type")
+                products.append(
+                    {"id": pid, **fields, "image_url": f"images/{pid}.png", "product_type": kind}
+                )
+                ids_by_type.setdefault(type_key, []).append(pid)
 
     # A family may name types of the other slice where its words reach them (the Chinese
     # iPhone 15 Pro Max cases for "iphone 15 pro max case"), so families are resolved last.

@@ -22,6 +22,10 @@ class ProductType:  # a kind of product; the generator makes `count` of them
     points: tuple[str, ...]  # templates too; slot values are drawn once per product
     slots: dict[str, tuple[str, ...]]
     brands: tuple[str, ...]  # empty: the category's brands
+    product_type: str  # a name of product_types.json: what kind of product it makes
+    # 1: the first catalog; 2: the types added later (the seed's examples), numbered after
+    # every type of batch 1, so adding them moved no id
+    batch: int = 1
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,8 @@ def parse_rules(text: str, name: str = "<rules>") -> LoadedRules:
 
 
 SCORE_FIELDS = frozenset({"model_score", "engine_score", "blended_score"})
+# what every hit's conditions read of product types (sidecar.product_types)
+TYPE_FIELDS = frozenset({"query_type", "product_type", "type_match"})
 
 
 def check_rules(text: str, name: str, known_fields: Collection[str] | None = None) -> list[Problem]:
@@ -127,7 +129,7 @@ def check_rules(text: str, name: str, known_fields: Collection[str] | None = Non
     if known_fields is None:
         return []
     tree = YAML(typ="rt").load(text)
-    known = SCORE_FIELDS | set(known_fields)
+    known = SCORE_FIELDS | TYPE_FIELDS | set(known_fields)
     problems = []
     for keys, names in fields_read(loaded.rules).items():
         unknown = sorted(names - known)

@@ -6,6 +6,13 @@ score, drop, boost, band; then order the kept hits by final score, move buried h
 put pinned hits at their positions. A hit without a model score (scoring timed out or failed) takes
 its normalized engine score in the model's place, so it keeps its engine rank relative to its peers.
 Rules with a scope fire only for hits of the scope's categories and queries matching its patterns.
+
+A drop never empties the page: when fewer than `drop.min_results` hits would be left, the best of
+the dropped (by final score) are kept after the others, each marked `kept_by_min_results`.
+
+When the query names a product type (`query_type`, recognised by sidecar.product_types), each
+hit's conditions also read `query_type`, its `product_type` and `type_match` (`same`,
+`accessory`, `other`), so a rule can put a product before its accessories.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
+from sidecar.product_types import QueryType
 from sidecar.rules.schema import (
     CATEGORY_FIELD,
     AllOf,
@@ -41,12 +49,13 @@ class Candidate:
     engine_score: float
     model_score: float | None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    product_type: str | None = None  # what kind of product it is (fields.product_type)
 
 
 @dataclass(frozen=True, slots=True)
 class Fired:
     rule: str
-    kind: str  # drop | boost | bury | pin
+    kind: str  # drop | boost | bury | pin | keep (a dropped hit kept by drop.min_results)
     effect: str  # e.g. "x1.2", "+0.05", "model_score 0.31 < 0.4", "position 1"
 
 
@@ -58,15 +67,27 @@ class Ranked:
     final: float
     band: str
     fired: tuple[Fired, ...]
+    type_match: str | None = None  # same | accessory | other; None: no type on one side
+    kept_by_min_results: bool = False  # dropped by a rule, kept to fill drop.min_results
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    ranked: list[Ranked]
-    dropped: list[Ranked]
+    ranked: list[Ranked]  # what the page shows, kept_by_min_results ones included
+    dropped: list[Ranked]  # dropped and not shown
+    query_type: QueryType | None = None
+
+    @property
+    def kept_despite_drop(self) -> int:
+        return sum(r.kept_by_min_results for r in self.ranked)
 
 
-def apply(rules: RulesFile, candidates: Sequence[Candidate], query_text: str = "") -> Outcome:
+def apply(
+    rules: RulesFile,
+    candidates: Sequence[Candidate],
+    query_text: str = "",
+    query_type: QueryType | None = None,
+) -> Outcome:
     plan = _plan_of(rules)
     norms = _normalize([c.engine_score for c in candidates], rules.blend.engine_normalization)
     model_weight, engine_weight = rules.blend.model_weight, rules.blend.engine_weight
@@ -84,11 +105,12 @@ def apply(rules: RulesFile, candidates: Sequence[Candidate], query_text: str = "
         score = cand.model_score
         blended = (model_weight * (norm if score is None else score) + engine_weight * norm) / total
         view: dict[str, Any] | None = None  # what the conditions read, made when one does
+        match = query_type.relation(cand.product_type) if query_type is not None else None
         drop: Fired | None = None
         if threshold is not None and score is not None and score < threshold:
             drop = Fired("drop.below_model_score", "drop", f"model_score {score:.3f} < {threshold}")
         elif drop_when is not None:
-            view = _view(cand, norm, blended)
+            view = _view(cand, norm, blended, query_type, match)
             if drop_when.applies(view):
                 drop = _DROPPED_WHEN
         pin = pins.get(cand.id) if pins else None
@@ -99,7 +121,7 @@ def apply(rules: RulesFile, candidates: Sequence[Candidate], query_text: str = "
         if drop is None:
             found: list[Fired] = []
             if boosts or buries:
-                seen = view if view is not None else _view(cand, norm, blended)
+                seen = view if view is not None else _view(cand, norm, blended, query_type, match)
                 for boost, effect in boosts:
                     if boost.applies(seen):
                         final = final * boost.rule.multiply + boost.rule.add
@@ -114,20 +136,43 @@ def apply(rules: RulesFile, candidates: Sequence[Candidate], query_text: str = "
             fired = tuple(found)
         else:
             fired = (drop,)
-        ranked = Ranked(cand, norm, blended, final, _band(plan.bands, score), fired)
+        ranked = Ranked(cand, norm, blended, final, _band(plan.bands, score), fired, match)
         (dropped if drop else kept).append(ranked)
     kept.sort(key=lambda r: (r.candidate.id in buried, -r.final, r.candidate.engine_rank))
-    return Outcome(ranked=_place_pins(kept, pins), dropped=dropped)
+    short = min(rules.drop.min_results, len(candidates)) - len(kept)
+    if short > 0 and dropped:  # the best of the dropped fill the page, after the others
+        dropped.sort(key=lambda r: (-r.final, r.candidate.engine_rank))
+        kept += [_kept(r, rules.drop.min_results) for r in dropped[:short]]
+        dropped = dropped[short:]
+    return Outcome(ranked=_place_pins(kept, pins), dropped=dropped, query_type=query_type)
 
 
-def _view(cand: Candidate, norm: float, blended: float) -> dict[str, Any]:
-    """What a condition reads of a hit: its business fields and its scores."""
-    return {
+def _kept(ranked: Ranked, least: int) -> Ranked:
+    note = Fired("drop.min_results", "keep", f"kept: fewer than {least} hits left otherwise")
+    return replace(ranked, fired=(*ranked.fired, note), kept_by_min_results=True)
+
+
+def _view(
+    cand: Candidate,
+    norm: float,
+    blended: float,
+    query_type: QueryType | None = None,
+    match: str | None = None,
+) -> dict[str, Any]:
+    """What a condition reads of a hit: its business fields, its scores, and its product type
+    beside the query's."""
+    view = {
         **cand.fields,
         "model_score": cand.model_score,
         "engine_score": norm,
         "blended_score": blended,
     }
+    if query_type is not None:
+        view["query_type"] = query_type.name
+        view["type_match"] = match
+    if cand.product_type is not None:
+        view["product_type"] = cand.product_type
+    return view
 
 
 Predicate = Callable[[Mapping[str, Any]], bool]

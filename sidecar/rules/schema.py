@@ -5,6 +5,7 @@
     drop:
       below_model_score: 0.4
       when: {field: in_stock, eq: false}
+      min_results: 3          # the best of the dropped are kept to fill a page up to this
     boosts:
       - name: best-sellers
         when: {all: [{field: model_score, gte: 0.75}, {field: sales, gte: 1000}]}
@@ -159,6 +160,11 @@ class Drop(_Strict):
     below_model_score: float | None = Field(0.4, ge=0, le=1)
     when: Condition | None = None  # also drop hits matching this condition
     scope: Scope | None = None  # `when` applies only within this scope
+    # A page emptied by a threshold tells the shopper nothing: the best of the dropped (by final
+    # score) are kept, flagged, until this many hits remain (or every hit the engine found).
+    # The bundled rules say 3; a file that does not say keeps its old meaning, 0: drop whatever
+    # the rules say.
+    min_results: int = Field(0, ge=0, le=1000)
 
 
 class Boost(_Strict):

@@ -34,6 +34,7 @@ FIELD_TYPES = {
     "rating": float,
     "color": str,
     "image_url": str,
+    "product_type": str,  # added last to every product (issue 25): a name of product_types.json
 }
 
 HAS_PILLOW = importlib.util.find_spec("PIL") is not None
@@ -43,6 +44,9 @@ _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 # The English slice as it was before the Chinese one was added: 926 lines of catalog.jsonl.
 ENGLISH_PRODUCTS = 926
 ENGLISH_SHA256 = "db70bda92c05607e6b7555bd0cfb8f9dcb3e616d453d3cb429f8cd9dea0d9bf5"
+# The catalog before the seed's examples were appended (issue 25): the English slice, then the
+# Chinese one; the products after it are the added batch, English then Chinese.
+FIRST_CATALOG = 1218
 COLOR_NAMES = {  # the `color` values generate.py paints images with
     "Beige", "Black", "Blue", "Brown", "Charcoal", "Clear", "Gray", "Green", "Navy", "Olive",
     "Orange", "Pink", "Purple", "Red", "Silver", "Tan", "Teal", "White", "Yellow",
@@ -97,19 +101,28 @@ def test_catalog_size_and_categories(catalog):
     assert len({p["category"] for p in catalog}) >= 10
 
 
+def _as_first_written(line: str) -> str:
+    """A catalog line without the fields added later (product_type), as the generator wrote it
+    before they were added."""
+    product = json.loads(line)
+    product.pop("product_type")
+    return json.dumps(product, ensure_ascii=False) + "\n"
+
+
 def test_english_slice_is_unchanged_and_first(catalog):
     # The Chinese slice has its own random generator and comes after: adding it moved no
     # English product, id or field. A change to the English taxonomy changes this digest.
+    # (product_type was added to every product later, last: the rest of each line is the same.)
     lines = (DEMO_DIR / "catalog.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
-    english = "".join(lines[:ENGLISH_PRODUCTS]).encode()
+    english = "".join(map(_as_first_written, lines[:ENGLISH_PRODUCTS])).encode()
     assert hashlib.sha256(english).hexdigest() == ENGLISH_SHA256
     assert not any(_chinese(p) for p in catalog[:ENGLISH_PRODUCTS])
-    assert all(_chinese(p) for p in catalog[ENGLISH_PRODUCTS:])
+    assert all(_chinese(p) for p in catalog[ENGLISH_PRODUCTS:FIRST_CATALOG])
 
 
 def test_chinese_slice_spans_the_categories_in_chinese(catalog):
-    english = catalog[:ENGLISH_PRODUCTS]
-    chinese = catalog[ENGLISH_PRODUCTS:]
+    english = [p for p in catalog if not _chinese(p)]
+    chinese = [p for p in catalog if _chinese(p)]
     assert len(chinese) >= 150
     # the same store: every English category has Chinese products, and no other category
     assert {p["category"] for p in chinese} == {p["category"] for p in english}

@@ -57,26 +57,21 @@ def test_check_of_a_missing_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_preview_runs_the_real_pipeline_side_by_side(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
-    rules.write_text("version: 1\n")
-    # raw scores: on the default's calibrated ones the live rules' best-sellers boost fires
-    # for "tent", which the candidate file lacks
-    raw = tmp_path / "raw.yaml"
-    raw.write_text("scorer:\n  calibration: null\n")
-    plain = run(
-        "rules", "preview", str(rules), "--query", "Yoga  mat", "--size", "5", "--json",
-        "--config", str(raw),
-    )  # fmt: skip
+    # the candidate is the live (bundled) rules, then the same with a pin: only the pin moves
+    bundled = DEFAULT_RULES.read_text(encoding="utf-8")
+    rules.write_text(bundled)
+    plain = run("rules", "preview", str(rules), "--query", "Yoga  mat", "--size", "5", "--json")
     assert plain.exit_code == 0, plain.output
     rows = json.loads(plain.stdout)[0]["rows"]
     assert [r["live"]["id"] for r in rows] == [r["candidate"]["id"] for r in rows]
     fifth = rows[4]["live"]["id"]
 
     rules.write_text(
-        f"version: 1\npins: [{{name: hero, query: {{is: yoga mat}}, id: {fifth}, position: 1}}]\n"
+        bundled + f"pins: [{{name: hero, query: {{is: yoga mat}}, id: {fifth}, position: 1}}]\n"
     )
     result = run(
         "rules", "preview", str(rules), "--query", "yoga mat", "--query", "tent",
-        "--size", "5", "--json", "--config", str(raw),
+        "--size", "5", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -87,9 +82,7 @@ def test_preview_runs_the_real_pipeline_side_by_side(tmp_path: Path) -> None:
     assert yoga["rows"][0]["moved"] == 4 and yoga["candidate_version"] != yoga["live_version"]
     assert all(r["moved"] == 0 for r in tent["rows"])  # the pin is for another query
 
-    text = run(
-        "rules", "preview", str(rules), "--query", "yoga mat", "--size", "5", "--config", str(raw)
-    )
+    text = run("rules", "preview", str(rules), "--query", "yoga mat", "--size", "5")
     assert text.exit_code == 0
     assert "query 'yoga mat': live default@" in text.stdout
     assert f"| {fifth}" in text.stdout and "[pin:hero position 1]  +4" in text.stdout

@@ -51,6 +51,8 @@ def render(
         "reason": report.reason,
         "window": outcome.window,
         "dropped": outcome.dropped,
+        "kept_despite_drop": outcome.kept_despite_drop,
+        "query_type": outcome.query_type.name if outcome.query_type else None,
         "cache": report.cache_summary(),
         "timings": outcome.timings,
         "model": services.scorer.model_id,
@@ -80,6 +82,7 @@ def _hit(page_hit: PageHit, index: str, source_spec: Any) -> dict[str, Any]:
             "rules": [{"rule": f.rule, "kind": f.kind, "effect": f.effect} for f in ranked.fired]
             if ranked
             else [],
-            "flags": list(page_hit.flags),
+            "flags": list(page_hit.flags)
+            + (["kept_by_min_results"] if ranked and ranked.kept_by_min_results else []),
         },
     }
