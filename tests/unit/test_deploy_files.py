@@ -16,7 +16,9 @@ metric the dashboard and alerts use is one the running app exports.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,9 +27,12 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from sidecar.cli.vllm_args import vllm_args_command
 from sidecar.config import Settings, load_settings
 from sidecar.rules.loader import load_rules
+from sidecar.scoring.vllm_recipe import template_path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -178,7 +183,7 @@ def test_schema_validation_catches_a_wrong_field(tmp_path: Path) -> None:
     assert run([tool("kubernetes-validate"), "--strict", "--quiet", str(bad)]).returncode != 0
 
 
-@pytest.mark.parametrize("variant", ["in-process", "remote-scorer"])
+@pytest.mark.parametrize("variant", ["in-process", "remote-scorer", "vllm"])
 def test_common_objects_select_the_deployment(variant: str) -> None:
     common, own = manifests("common"), manifests(variant)
     deployment = find(own, "Deployment", "rerank-sidecar")
@@ -271,7 +276,174 @@ def test_example_configs_load() -> None:
         "sidecar.gpu.yaml": ("elasticsearch", "lychee"),
         "sidecar.opensearch.yaml": ("opensearch", "lychee"),
         "sidecar.remote.yaml": ("elasticsearch", "remote"),
+        "sidecar.vllm.yaml": ("elasticsearch", "vllm"),
     }
+
+
+# ---- the vLLM tier (compose profile `vllm`, deploy/k8s/vllm) ---------------------------------
+
+# Options of vLLM's command line that belong to the deployment (its name and address), not to the
+# recipe `rerank-sidecar vllm-args` prints.
+SERVING_OPTIONS = {"--served-model-name", "--host", "--port"}
+VLLM_MODULE = ["-m", "vllm.entrypoints.openai.api_server"]
+
+
+def split_serving(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """vLLM's argv (after the interpreter) without the serving options, and those options."""
+    rest: list[str] = []
+    own: dict[str, str] = {}
+    items = iter(argv)
+    for arg in items:
+        if arg in SERVING_OPTIONS:
+            own[arg] = next(items)
+        else:
+            rest.append(arg)
+    return rest, own
+
+
+def recipe_argv(settings: Settings, model: str, template: str) -> list[str]:
+    """What `rerank-sidecar vllm-args --full` prints for these settings, after the interpreter."""
+    scorer = settings.scorer
+    options = ["--family", scorer.family, "--model", model, "--template-path", template]
+    options += ["--min-pixels", str(scorer.min_pixels), "--max-pixels", str(scorer.max_pixels)]
+    result = CliRunner().invoke(vllm_args_command, [*options, "--full"])
+    assert result.exit_code == 0, result.output
+    return shlex.split(result.output)[1:]
+
+
+def value_of(argv: list[str], option: str) -> str:
+    return argv[argv.index(option) + 1]
+
+
+def test_compose_vllm_profile_runs_the_printed_recipe_beside_the_sidecar() -> None:
+    services = compose_config("vllm")["services"]
+    assert {"vllm", "sidecar-vllm"} <= set(services)
+    assert "vllm" not in compose_config()["services"]  # only with the profile
+    vllm, sidecar = services["vllm"], services["sidecar-vllm"]
+
+    assert vllm["image"].startswith("vllm/vllm-openai:")
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"] and devices[0]["driver"] == "nvidia"
+    assert "/health" in " ".join(vllm["healthcheck"]["test"])
+    mounts = {v["target"]: v for v in vllm["volumes"]}
+    assert mounts["/models"]["read_only"] is True
+
+    entrypoint = vllm["entrypoint"]
+    assert entrypoint[1:] == VLLM_MODULE
+    recipe_part, own = split_serving([*entrypoint[1:], *vllm["command"]])
+    config = next(v for v in sidecar["volumes"] if v["target"] == "/etc/rerank/sidecar.yaml")
+    settings = load_settings(Path(config["source"]))
+    template = value_of(recipe_part, "--chat-template")
+    model = value_of(recipe_part, "--model")
+    assert recipe_part == recipe_argv(settings, model, template)
+    # the template vLLM reads is the file the sidecar ships (and hashes into its score identity)
+    assert mounts[template]["read_only"] is True
+    assert Path(mounts[template]["source"]).read_bytes() == template_path().read_bytes()
+    assert model.startswith("/models/")
+
+    # the sidecar: no GPU, pointed at the served name and port, started after vLLM is healthy
+    assert "deploy" not in sidecar
+    assert settings.scorer.kind == "vllm" and settings.host == "0.0.0.0"
+    assert settings.scorer.url == f"http://vllm:{own['--port']}"
+    assert settings.scorer.model == own["--served-model-name"]
+    assert own["--host"] == "0.0.0.0"
+    assert sidecar["depends_on"]["vllm"]["condition"] == "service_healthy"
+    assert settings.rules.path == Path("/etc/rerank/rules/rules.yaml")
+    assert "/readyz" in " ".join(sidecar["healthcheck"]["test"])
+    for volume in sidecar["volumes"]:
+        assert Path(volume["source"]).exists(), volume
+
+
+def test_k8s_vllm_server_runs_the_printed_recipe(tmp_path: Path) -> None:
+    docs = manifests("vllm")
+    deployment = find(docs, "Deployment", "rerank-vllm")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"].startswith("vllm/vllm-openai:")
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    port = next(p for p in container["ports"] if p["name"] == "http")["containerPort"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # a 7B model loads
+
+    config = find(docs, "ConfigMap", "rerank-sidecar-config")
+    settings = Settings(**yaml.safe_load(config["data"]["sidecar.yaml"]))
+    assert container["command"][1:] == VLLM_MODULE
+    recipe_part, own = split_serving([*container["command"][1:], *container["args"]])
+    template = value_of(recipe_part, "--chat-template")
+    assert recipe_part == recipe_argv(settings, value_of(recipe_part, "--model"), template)
+    assert int(own["--port"]) == port and own["--host"] == "0.0.0.0"
+
+    # the model folder: the PVC, read-only
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    models = mounts["/models"]
+    assert models["readOnly"] is True
+    claim = volumes[models["name"]]["persistentVolumeClaim"]
+    assert claim["readOnly"] is True
+    find(docs, "PersistentVolumeClaim", claim["claimName"])
+    assert value_of(recipe_part, "--model").startswith("/models/")
+    # /dev/shm in memory: PyTorch's workers share tensors there
+    assert volumes[mounts["/dev/shm"]["name"]]["emptyDir"]["medium"] == "Memory"
+
+    # the template: the init container copies the file the sidecar image ships into the volume
+    # vLLM reads it from; its command, run here, writes exactly that file
+    folder, name = template.rsplit("/", 1)
+    shared = mounts[folder]["name"]
+    assert "emptyDir" in volumes[shared]
+    init = pod["initContainers"][0]
+    assert init["image"].startswith("rerank-sidecar:")
+    init_mount = next(m for m in init["volumeMounts"] if m["name"] == shared)
+    assert init["command"][-1] == f"{init_mount['mountPath']}/{name}"
+    copied = tmp_path / name
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, *init["command"][1:-1], str(copied)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert copied.read_bytes() == template_path().read_bytes()
+
+
+def test_k8s_vllm_sidecars_point_at_the_vllm_service() -> None:
+    docs = manifests("common") + manifests("vllm")
+    server = find(docs, "Deployment", "rerank-vllm")
+    server_pod = server["spec"]["template"]
+    service = find(docs, "Service", "rerank-vllm")
+    assert service["spec"]["selector"].items() <= server_pod["metadata"]["labels"].items()
+    assert server["spec"]["selector"]["matchLabels"].items() <= (
+        server_pod["metadata"]["labels"].items()
+    )
+    # the sidecars' Service and PDB must not select the vLLM pods, nor vLLM's the sidecars
+    sidecar_service = find(docs, "Service", "rerank-sidecar")
+    assert not sidecar_service["spec"]["selector"].items() <= (
+        server_pod["metadata"]["labels"].items()
+    )
+    container = server_pod["spec"]["containers"][0]
+    _, own = split_serving(container["args"])
+
+    config = find(docs, "ConfigMap", "rerank-sidecar-config")
+    settings = Settings(**yaml.safe_load(config["data"]["sidecar.yaml"]))
+    port = service["spec"]["ports"][0]
+    assert port["targetPort"] == "http"
+    assert settings.scorer.kind == "vllm" and settings.host == "0.0.0.0"
+    assert settings.scorer.url == f"http://{service['metadata']['name']}.rerank.svc:{port['port']}"
+    assert settings.scorer.model == own["--served-model-name"]
+
+    sidecar = find(docs, "Deployment", "rerank-sidecar")["spec"]["template"]["spec"]
+    front = sidecar["containers"][0]
+    assert "nvidia.com/gpu" not in json.dumps(front["resources"])
+    assert front["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert front["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert sidecar["securityContext"]["runAsNonRoot"] is True
+    rules = next(m for m in front["volumeMounts"] if m["name"] == "rules")
+    assert "subPath" not in rules and settings.rules.path is not None
+    assert settings.rules.path.parent == Path(rules["mountPath"])
 
 
 # ---- Prometheus and Grafana ------------------------------------------------------------------
