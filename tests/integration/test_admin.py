@@ -98,9 +98,11 @@ def test_variants_are_named_in_rules_version(admin, rules_file) -> None:
 def test_preview_shows_both_orders_with_rules_fired(admin) -> None:
     live = admin.post("/search", json={"query": "hiking boots", "size": 5}).json()
     last = live["hits"][4]["id"]
+    # the live (bundled) rules plus a pin: only the pin moves (the bundled rules bury
+    # accessories and boost best-sellers, which a bare `version: 1` would not)
     candidate = (
-        "version: 1\n"
-        f"pins: [{{name: hero, query: {{is: hiking boots}}, id: {last}, position: 1}}]\n"
+        DEFAULT_RULES.read_text()
+        + f"pins: [{{name: hero, query: {{is: hiking boots}}, id: {last}, position: 1}}]\n"
     )
     response = admin.post(
         "/admin/rules/preview",
