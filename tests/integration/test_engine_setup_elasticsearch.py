@@ -46,7 +46,9 @@ DOCUMENTS = [
 
 @pytest.fixture(scope="module")
 def sidecar_url(minilm: MiniLMScorer) -> Iterator[str]:
-    app = create_app(make_settings(), wait_for_model=True, scorer=minilm)
+    # raw scores: the expected order and scores are the model's own
+    raw = make_settings(scorer={"calibration": None})
+    app = create_app(raw, wait_for_model=True, scorer=minilm)
     url, server, thread = serve_in_thread(app, start_timeout_s=60)
     yield url
     server.should_exit = True
