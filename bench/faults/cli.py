@@ -12,15 +12,26 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.faults import engine_kill, fuzz, hostile, images, redis, remote, rules, slow_engine
+from bench.faults import (
+    engine_kill,
+    fuzz,
+    hostile,
+    images,
+    redis,
+    remote,
+    rules,
+    slow_engine,
+    vllm,
+)
 from bench.faults.common import CLIENTS, RESULTS, SLACK_MS, WINDOW, Options, Suite
 from bench.faults.progress import progress
 from bench.faults.report import Row, plot, skipped_row, table
 
-# In the order they run: the embedded ones first, the engine ones (slow before kill) last.
+# In the order they run: the embedded ones first (vllm, which starts its own model server, last
+# of them), the engine ones (slow before kill) last.
 SCENARIOS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (redis, hostile, rules, fuzz, remote, images, slow_engine, engine_kill)
+    for module in (redis, hostile, rules, fuzz, remote, images, vllm, slow_engine, engine_kill)
 }
 
 
