@@ -95,7 +95,10 @@ class Peer:
         self.url = f"http://127.0.0.1:{self.port}"
         # The peer scores documents it has never seen (text as the caller cut it): give it time.
         # limits.max_rerank_documents stays at its default, 100.
-        settings = make_settings(limits={"default_timeout_ms": 30_000})
+        # Raw scores: the expected ones are the model's own (the default is calibrated).
+        settings = make_settings(
+            limits={"default_timeout_ms": 30_000}, scorer={"calibration": None}
+        )
         self.recorder = Recorder(create_app(settings, wait_for_model=True, scorer=scorer))
         config = uvicorn.Config(
             self.recorder, host="127.0.0.1", port=self.port, log_level="warning"
@@ -378,7 +381,7 @@ async def test_the_peers_flags_come_back_and_keep_text_only_scores_out_of_the_ca
 
     image_peer = Peer(minilm)
     image_peer.recorder.app = create_app(
-        make_settings(limits={"default_timeout_ms": 30_000}),
+        make_settings(limits={"default_timeout_ms": 30_000}, scorer={"calibration": None}),
         wait_for_model=True,
         scorer=ReadsImagesOnText(minilm),
     )
