@@ -36,7 +36,7 @@ def _row(name: str, samples: list[float]) -> dict[str, Any]:
     }
 
 
-async def _measure(engine: str, url: str | None, queries: int, rounds: int) -> dict[str, Any]:
+async def measure(engine: str, url: str | None, queries: int, rounds: int) -> dict[str, Any]:
     from sidecar.config import Settings
     from sidecar.deadline import Deadline
     from sidecar.wiring import give_vectors, loaded_services
@@ -132,7 +132,7 @@ def main() -> None:
     if args.engine != "embedded" and not args.url:
         parser.error("--url is needed for elasticsearch and opensearch")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    report = asyncio.run(_measure(args.engine, args.url, args.queries, args.rounds))
+    report = asyncio.run(measure(args.engine, args.url, args.queries, args.rounds))
     print(table(report))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

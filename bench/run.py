@@ -17,7 +17,10 @@ Parts, side by side on this machine (every sidecar in a process of its own):
      full at their bounds (the pair-score cache bounded for the run), resident memory sampled
      along the way: it must level off;
   5. the CPU scorer (per-document embedding cache) against the plain library baseline;
-  6. the Lychee GPU benchmark when CUDA is present (skipped with a line saying so otherwise).
+  6. the hybrid first stage's vector leg: what it adds to /search end to end on the embedded
+     default (each query lexical and hybrid in turn, warm), and to the first stage alone on the
+     embedded engine and, with --engine, on that engine (bench.hybrid_latency);
+  7. the Lychee GPU benchmark when CUDA is present (skipped with a line saying so otherwise).
 
 Answers are counted by `rerank_status`: a `partial` or `fallback` answer is counted apart and
 never as a success (latencies and throughput are over `ok` answers only).
@@ -65,12 +68,18 @@ class Statuses(Counter[str]):
 
 
 def _search(
-    client: httpx.Client, text: str, statuses: Statuses, instruction: str | None = None
+    client: httpx.Client,
+    text: str,
+    statuses: Statuses,
+    instruction: str | None = None,
+    retrieval: str | None = None,
 ) -> tuple[float, dict[str, Any] | None]:
     """(milliseconds, the answer when it is `ok`): other answers are counted, not returned."""
     body: dict[str, Any] = {"query": text, "window": 100, "timeout_ms": 30_000}
     if instruction is not None:
         body["instruction"] = instruction
+    if retrieval is not None:
+        body["retrieval"] = retrieval
     t0 = time.perf_counter()
     r = client.post("/search", json=body)
     elapsed = (time.perf_counter() - t0) * 1000
@@ -120,6 +129,50 @@ def end_to_end(url: str, queries: list[str], rounds: int, label: str) -> dict[st
         "cold": {**_summary("cold", cold, cold_statuses), "qps": cold_qps},
         "warm": {**_summary("warm", warm, warm_statuses), "qps": warm_qps},
         "overhead_warm": summarize("sidecar overhead (warm)", overhead) if overhead else {},
+    }
+
+
+def hybrid_end_to_end(url: str, queries: list[str], rounds: int) -> dict[str, Any]:
+    """Warm /search with each query lexical then hybrid (`retrieval` per request), so both see
+    the same load: p50/p95 of each and of the difference per query and round. A hybrid answer
+    whose vector leg did not run is counted apart (`retrieval_not_hybrid`), not as hybrid."""
+    statuses = {"lexical": Statuses(), "hybrid": Statuses()}
+    samples: dict[str, list[float]] = {"lexical": [], "hybrid": []}
+    added: list[float] = []
+    not_hybrid = 0
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for round_ in range(rounds + 1):  # round 0 warms the pair scores and query vectors
+            for text in queries:
+                times: dict[str, float] = {}
+                for mode in ("lexical", "hybrid"):
+                    elapsed, answer = _search(client, text, statuses[mode], retrieval=mode)
+                    if answer is None:
+                        continue
+                    if answer["retrieval"]["mode"] != mode:
+                        not_hybrid += 1
+                        continue
+                    times[mode] = elapsed
+                if round_ == 0 or len(times) < 2:
+                    continue
+                for mode, elapsed in times.items():
+                    samples[mode].append(elapsed)
+                added.append(times["hybrid"] - times["lexical"])
+    return {
+        "lexical": _summary("/search lexical (warm)", samples["lexical"], statuses["lexical"]),
+        "hybrid": _summary("/search hybrid (warm)", samples["hybrid"], statuses["hybrid"]),
+        "added": summarize("added by the vector leg", added) if added else {"n": 0},
+        "retrieval_not_hybrid": not_hybrid,
+    }
+
+
+def hybrid_part(url: str, queries: list[str], rounds: int) -> dict[str, Any]:
+    """The vector leg's cost on the embedded default: end to end through the sidecar at `url`,
+    and in the first stage alone (in process). engine_part measures a real engine's."""
+    from bench import hybrid_latency
+
+    return {
+        "end_to_end": hybrid_end_to_end(url, queries, rounds),
+        "first_stage": asyncio.run(hybrid_latency.measure("embedded", None, len(queries), rounds)),
     }
 
 
@@ -286,7 +339,7 @@ def _redis() -> Iterator[str]:
 def engine_part(engine: str, queries: list[str], rounds: int, quick: bool) -> dict[str, Any]:
     """Cold p95 on a real engine started here, (a) on an empty cache and (b) on a Redis another
     replica filled, and the added latency over the engine alone (window 100, warm)."""
-    from bench import engine_overhead
+    from bench import engine_overhead, hybrid_latency
     from es_integration.engines import start, stop
     from sidecar.backends.indexing import index_catalog
     from sidecar.config import EngineSettings
@@ -317,6 +370,10 @@ def engine_part(engine: str, queries: list[str], rounds: int, quick: bool) -> di
         print(f"== {engine}: added latency over the engine alone (window 100, warm)", flush=True)
         overhead = engine_overhead.measure(engine, url, 2 if quick else 5, 100, 10)
         out["added"] = overhead
+        print(f"== {engine}: what the hybrid vector leg adds to the first stage", flush=True)
+        out["hybrid_first_stage"] = asyncio.run(
+            hybrid_latency.measure(engine, url, len(queries), rounds)
+        )
     finally:
         stop(engine, state)
     return out
@@ -387,6 +444,8 @@ def run(quick: bool, engine: str | None) -> dict[str, Any]:
     print("== end to end, embedded default (sidecar in its own process)", flush=True)
     with serving_process(base) as (url, _):
         report["end_to_end"] = end_to_end(url, queries, rounds, "embedded")
+        print("== hybrid: what the vector leg adds (embedded default)", flush=True)
+        report["hybrid"] = hybrid_part(url, queries, rounds)
     report["engines"] = []
     if engine:
         report["engines"].append(engine_part(engine, queries, rounds, quick))
