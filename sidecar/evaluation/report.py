@@ -57,10 +57,14 @@ def summarize(results: Sequence[QueryResult]) -> dict[str, Any]:
         return out
 
     types = sorted({r.query_type for r in results})
+    complete = [r for r in results if r.missed == 0]
     return {
         "orders": orders,
         "overall": block(results),
         "by_type": {t: block([r for r in results if r.query_type == t]) for t in types},
+        # where the first stage found every judged product, only the rules stand between the
+        # page and the model alone: the default path should reach it there
+        "complete_window": block(complete) if complete else {"queries": 0},
     }
 
 
@@ -95,7 +99,22 @@ def table(summary: dict[str, Any], title: str) -> str:
                 f"NDCG@10 {order} - {baseline}: {cmp['ndcg@10_gain']:+.4f} "
                 f"[{low:+.4f}, {high:+.4f}], p = {cmp['p_value']:.4f}"
             )
+    lines.append(complete_line(summary))
     return "\n".join(lines)
+
+
+def complete_line(summary: dict[str, Any]) -> str:
+    """NDCG@10 of each order on the queries whose first stage found every judged product."""
+    block = summary["complete_window"]
+    if not block["queries"]:
+        return "no query's first stage found every judged product"
+    cells = ", ".join(
+        f"{o} {block[o]['ndcg@10']['mean']:.3f}" for o in summary["orders"] if o != "random"
+    )
+    return (
+        f"where the first stage found every judged product ({block['queries']} of "
+        f"{summary['overall']['queries']} queries), NDCG@10: {cells}"
+    )
 
 
 def write(
@@ -111,7 +130,14 @@ def write(
         **meta,
         "summary": summary,
         "queries": [
-            {"query": r.query.text, "type": r.query_type, "metrics": r.metrics} for r in results
+            {
+                "query": r.query.text,
+                "type": r.query_type,
+                "missed": r.missed,
+                "window_recall": r.window_recall,
+                "metrics": r.metrics,
+            }
+            for r in results
         ],
     }
     json_path = out / f"{name}.json"
@@ -151,6 +177,8 @@ def _markdown(name: str, summary: dict[str, Any], meta: dict[str, Any], plot: st
             )
             lines.append(f"| {seg} | {block['queries']} | {metric} | {cells} | {tail} |")
     lines += [
+        "",
+        f"- {complete_line(summary)[0].upper()}{complete_line(summary)[1:]}.",
         "",
         "Brackets: 95% bootstrap confidence interval over queries. p: paired "
         "randomization test of reranked vs engine NDCG@10.",

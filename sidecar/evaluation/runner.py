@@ -56,6 +56,9 @@ class QueryResult:
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
     # judged-relevant products in the first stage's top WINDOW of the whole corpus (NaN: none)
     window_recall: float = float("nan")
+    # judged products the first stage (restricted to the judged ones) did not retrieve: 0 means
+    # the window held every judged product, where the reranker can reach the model alone
+    missed: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ async def evaluate(
     }
     results = []
     for judged in dataset.queries:
-        rankings, scores = await _rankings(
+        rankings, scores, missed = await _rankings(
             judged,
             pipeline,
             services,
@@ -127,7 +130,12 @@ async def evaluate(
             for order, r in rankings.items()
         }
         result = QueryResult(
-            judged, judged.query_type or classify(judged.text), metrics, rankings, scores
+            judged,
+            judged.query_type or classify(judged.text),
+            metrics,
+            rankings,
+            scores,
+            missed=missed,
         )
         result.window_recall = await _window_recall(judged, pipeline, services, index, threshold)
         results.append(result)
@@ -160,7 +168,7 @@ async def _rankings(
     rng: random.Random,
     variants: Sequence[Variant],
     scoring: ScoringService,
-) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
+) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]], int]:
     ids = sorted(judged.labels)
     query = services.normalizer.query(judged.text)
     instruction = services.settings.scorer.instruction
@@ -203,4 +211,4 @@ async def _rankings(
     orders["model"] = sorted(ids, key=lambda i: -(scores[i] or 0.0))
     orders["random"] = shuffled
     pairs = {i: (float(raw[i] or 0.0), float(scores[i] or 0.0)) for i in ids}
-    return orders, pairs
+    return orders, pairs, len(missed)

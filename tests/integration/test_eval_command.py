@@ -62,3 +62,24 @@ def test_eval_on_a_real_engine(tmp_path, engine) -> None:
     overall = report["summary"]["overall"]
     assert overall["queries"] == 6
     assert overall["model"]["ndcg@10"]["mean"] > overall["random"]["ndcg@10"]["mean"]
+
+
+def test_the_report_singles_out_queries_whose_window_holds_every_judged_product(tmp_path) -> None:
+    data = tmp_path / "judged.csv"
+    judged_csv(data)
+    out = tmp_path / "report"
+    args = ["eval", str(data), "--out", str(out), "--retrieval", "lexical"]
+    result = CliRunner().invoke(main, [*args, "--retrieval", "hybrid"])
+    assert result.exit_code == 0, result.output
+    for retrieval in ("lexical", "hybrid"):
+        report = json.loads((out / retrieval / "judged.json").read_text())
+        complete = [q for q in report["queries"] if q["missed"] == 0]
+        block = report["summary"]["complete_window"]
+        assert block["queries"] == len(complete)
+        if complete:
+            mean = sum(q["metrics"]["model"]["ndcg@10"] for q in complete) / len(complete)
+            assert abs(block["model"]["ndcg@10"]["mean"] - mean) < 1e-9
+    # the vector leg reaches every judged product: no query's window lacks one
+    hybrid = json.loads((out / "hybrid" / "judged.json").read_text())
+    assert hybrid["summary"]["complete_window"]["queries"] == 6
+    assert "found every judged product (6 of 6 queries)" in result.output
