@@ -9,8 +9,11 @@ comes from the scorer's own query cache, so the scoring that follows does not en
 The fused list (reciprocal rank fusion by default, sidecar.backends.fusion) fills the window,
 each hit carrying its rank and score in each leg (`explain`). Filters apply to both legs.
 
-The search stays lexical, and says why (`reason`), where the vector leg cannot run: hybrid off
-or not asked for, no query text, a scorer without vectors, an index without the vector field.
+The search stays lexical, and says why (`reason`), where the vector leg cannot run or would
+only add noise: hybrid off or not asked for, no query text, a query in a script the scorer does
+not read (its vector is noise: an English model's vector of a Chinese query), a scorer without
+vectors, an index without the vector field, or ids that repeat within a leg (a field map whose
+id is not unique: the legs cannot be matched product by product).
 A vector leg that fails or runs out of time costs the request its vector hits, not its answer.
 On Elasticsearch's basic licence the engine's own RRF and linear retrievers are not available,
 which is why the fusion is the sidecar's.
@@ -29,7 +32,8 @@ from sidecar.backends.base import Filter, SearchBackend, SearchesVectors, Search
 from sidecar.config import HybridSettings
 from sidecar.deadline import Deadline
 from sidecar.errors import SidecarError
-from sidecar.scoring.base import EmbedsText, Scorer
+from sidecar.scoring.base import EmbedsText, Scorer, languages_of
+from sidecar.writing_systems import unreadable_script
 
 Retrieval = Literal["lexical", "hybrid"]
 LEXICAL, VECTOR = "lexical", "vector"
@@ -87,8 +91,11 @@ class Retriever:
         started = time.perf_counter()
         lexical_task = asyncio.ensure_future(_timed(lexical))
         try:
-            vector_result, vector_ms, embed_ms = await self._vector_leg(
-                index, text or "", filters, window, deadline
+            # held to the engine's deadline itself: a slow query encoding (the scorer's thread
+            # busy) costs the vector hits, not the search (the encoding still lands in the cache)
+            vector_result, vector_ms, embed_ms = await asyncio.wait_for(
+                self._vector_leg(index, text or "", filters, window, deadline),
+                timeout=deadline.wait_s(),
             )
         except (SidecarError, RuntimeError, TimeoutError) as exc:
             result, lexical_ms = await lexical_task
@@ -100,6 +107,11 @@ class Retriever:
             raise
         result, lexical_ms = await lexical_task
         legs = {LEXICAL: result.hits, VECTOR: vector_result.hits}
+        repeated = _repeated_id(legs)
+        if repeated is not None:
+            timings = {"lexical_ms": lexical_ms, "vector_ms": vector_ms}
+            why = f"ids repeat within a leg ({repeated!r}): the legs cannot be fused"
+            return Retrieved(result, "lexical", why, timings)
         weights = {LEXICAL: self.settings.lexical_weight, VECTOR: self.settings.vector_weight}
         if self.settings.fusion == "rrf":
             fused = fusion.rrf(legs, weights, self.settings.rrf_k)
@@ -130,6 +142,9 @@ class Retriever:
             return "no query text for the vector leg"
         if raw_query is not None and raw_query.get("pit") is not None:
             return "a point-in-time search pages the engine's own order"
+        script = unreadable_script(text or "", languages_of(self.scorer))
+        if script is not None:
+            return f"the scorer {self.scorer.model_id} does not read {script} script"
         return await self.unavailable(index)
 
     async def _vector_leg(
@@ -144,6 +159,18 @@ class Retriever:
             index, vector, filters, k, deadline, self.settings.field, self.settings.candidates
         )
         return result, _ms(started), round((embedded - started) * 1000, 3)
+
+
+def _repeated_id(legs: Mapping[str, Sequence[Any]]) -> str | None:
+    """An id found twice in one leg, if any: fusion matches products by id."""
+    for hits in legs.values():
+        seen: set[tuple[str, str]] = set()
+        for hit in hits:
+            key = (hit.index, hit.id)
+            if key in seen:
+                return str(hit.id)
+            seen.add(key)
+    return None
 
 
 async def _timed(work: Any) -> tuple[SearchResult, float]:

@@ -335,9 +335,13 @@ def index_catalog(
     batch_size: int = 500,
     progress: bool = True,
     vectors: Vectors | None = None,
+    vectors_optional: bool = False,
 ) -> LoadReport:
     """Create the index (unless it exists and `recreate` is off) and load the catalog (the
-    bundled demo catalog when none is given); with `vectors`, each document's vector too."""
+    bundled demo catalog when none is given); with `vectors`, each document's vector too. An
+    existing index without the vector field would map the vectors as plain numbers: the load
+    is refused (IndexingError), or with `vectors_optional` goes on without them and says so in
+    the report's note."""
     if catalog is None:
         from sidecar.demo import CATALOG_PATH
 
@@ -345,6 +349,11 @@ def index_catalog(
     name = index or settings.default_index
     with engine_client(settings) as client:
         created, chosen, note = _create(client, name, template, recreate, replicas, vectors)
+        problem = None if created or vectors is None else _unmapped(client, name, vectors)
+        if problem is not None:
+            if not vectors_optional:
+                raise IndexingError(f"{problem}: --recreate makes it with the field")
+            vectors, note = None, f"no vectors written: {problem} (--recreate makes it with it)"
         with catalog.open(encoding="utf-8") as handle:
             total = sum(1 for line in handle if line.strip())
         entries = read_catalog(catalog)
@@ -359,6 +368,19 @@ def index_catalog(
         )
     report.created, report.template, report.note = created, chosen, note
     return report
+
+
+def _unmapped(client: httpx.Client, index: str, vectors: Vectors) -> str | None:
+    """Why the existing `index` cannot take `vectors` (None: its mapping has the field)."""
+    from urllib.parse import quote
+
+    from sidecar.backends import dsl
+
+    answer = client.get(f"/{quote(index, safe='')}/_mapping/field/{quote(vectors.field)}")
+    if answer.status_code != 200:
+        return f"the mapping of {index!r} cannot be read ({answer.status_code})"
+    kind = "dense_vector" if vectors.engine == "elasticsearch" else "knn_vector"
+    return dsl.vector_field_problem(answer.json(), vectors.field, vectors.dims, kind)
 
 
 def _create(

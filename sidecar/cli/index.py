@@ -60,11 +60,12 @@ T = TypeVar("T")
     "the writes",
 )
 @click.option(
-    "--vectors",
-    is_flag=True,
-    help="also write each product's vector (the scorer's, minilm) into hybrid.field of a "
-    "new index (dense_vector on Elasticsearch, knn_vector on OpenSearch), for the hybrid first "
-    "stage (hybrid)",
+    "--vectors/--no-vectors",
+    default=None,
+    help="write each product's vector (the scorer's, minilm) into hybrid.field of a new index "
+    "(dense_vector on Elasticsearch, knn_vector on OpenSearch), for the hybrid first stage "
+    "(default: when hybrid.enabled, and the scorer makes vectors: a scorer without them is "
+    "then said and the index is lexical only; --vectors with such a scorer fails)",
 )
 def index_command(
     config: Path | None,
@@ -78,10 +79,13 @@ def index_command(
     batch_size: int,
     progress: bool,
     embed: bool,
-    vectors: bool,
+    vectors: bool | None,
 ) -> None:
     """Create the product index and bulk-load a JSONL catalog, reporting refused documents."""
     settings = settings_from(config)
+    implicit = vectors is None  # hybrid on: vectors where the scorer makes them
+    if implicit:
+        vectors = settings.hybrid.enabled
     if embed:  # refused before the load, not after it: a half-done command misleads
         from sidecar.operations.embed import check_target
 
@@ -97,7 +101,8 @@ def index_command(
         replicas,
         batch_size,
         progress,
-        vectors,
+        bool(vectors),
+        implicit,
     )
     if embed:
         _embed(settings, catalog or CATALOG_PATH, progress)
@@ -105,13 +110,18 @@ def index_command(
         sys.exit(1)
 
 
-def _vector_writer(settings: Settings, kind: str) -> tuple[Vectors, Scorer]:
+def _vector_writer(settings: Settings, kind: str, implicit: bool) -> tuple[Vectors, Scorer] | None:
+    """The vectors to write; None where they were not asked for by name and the scorer cannot
+    make them (said on stderr: the index is then lexical only)."""
     from sidecar.errors import ConfigError
     from sidecar.operations.embed import engine_vectors
 
     try:
         return asyncio.run(engine_vectors(settings, kind))
     except ConfigError as exc:
+        if implicit:
+            click.echo(f"no vectors written (the index is lexical only): {exc.message}", err=True)
+            return None
         raise click.ClickException(exc.message) from exc
 
 
@@ -161,6 +171,7 @@ def _load(
     batch_size: int,
     progress: bool = True,
     vectors: bool = False,
+    implicit: bool = False,
 ) -> bool:
     """Load, print a summary and every refused document; False when a document failed."""
     kind = engine or settings.engine.kind
@@ -173,7 +184,7 @@ def _load(
     if url:
         engine_settings = engine_settings.model_copy(update={"urls": [url]})
     source = catalog or CATALOG_PATH
-    writer = _vector_writer(settings, kind) if vectors else None
+    writer = _vector_writer(settings, kind, implicit) if vectors else None
     try:
         report = index_catalog(
             engine_settings,
@@ -186,6 +197,7 @@ def _load(
             batch_size=batch_size,
             progress=progress,
             vectors=writer[0] if writer else None,
+            vectors_optional=implicit,
         )
     except IndexingError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -66,9 +66,11 @@ async def score_judged(
         )
         if index is not None:
             only_judged = [TermFilter("id", tuple(ids))]
-            first = await services.backend.search(
+            # the configured first stage (lexical or hybrid), as eval runs it
+            found_by = await services.pipeline.retriever.search(
                 index, query.text, only_judged, len(ids), Deadline.after(TIMEOUT_S)
             )
+            first = found_by.result
             scored.engine = list(first.hits)
             found = {h.id for h in first.hits}
             scored.missed = [i for i in ids if i not in found]

@@ -132,7 +132,9 @@ def test_explain_shows_pin_and_bury_effects(admin, rules_file) -> None:
     rules_file.write_text("version: 1\ndrop: {below_model_score: null}\n")
     admin.post("/admin/rules/reload", headers=TOKEN)
     plain = admin.post("/search", json={"query": "tent", "size": 60, "window": 60}).json()
-    last = plain["hits"][-1]["id"]
+    # the lowest product in stock: pinned first, it is the one hit above the buried that
+    # the pin (not its stock) put there
+    last = [h for h in plain["hits"] if h["source"]["in_stock"]][-1]["id"]
     rules_file.write_text(
         "version: 1\n"
         "drop: {below_model_score: null}\n"

@@ -203,7 +203,14 @@ def test_remote_scores_equal_the_peers(peer: Peer, remote_app: Any) -> None:
 
 def test_search_through_the_remote_scorer_matches_the_peer(peer: Peer, remote_app: Any) -> None:
     client = remote_app(peer.url)
-    request = {"query": "hiking boots", "size": 10, "window": 30, "timeout_ms": 30_000}
+    # lexical: the remote scorer makes no vectors, so this side's window is the lexical one
+    request = {
+        "query": "hiking boots",
+        "size": 10,
+        "window": 30,
+        "timeout_ms": 30_000,
+        "retrieval": "lexical",
+    }
     here = client.post("/search", json=request).json()
     there = httpx.post(f"{peer.url}/search", json=request, timeout=30).json()
     assert here["rerank_status"] == "ok", here

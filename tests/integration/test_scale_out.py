@@ -41,7 +41,9 @@ def test_second_replica_is_served_from_the_first_ones_cache(
 ) -> None:
     cache = {"kind": "redis", "redis_url": redis_url, "prefix": f"rr:scale-{uuid.uuid4().hex}:"}
     first, second = client_factory(cache=cache), client_factory(cache=cache)
-    request = {"query": QUERY, "window": 40, "size": 20}
+    # lexical: a replica whose model is loading has no query vector, so its window would be
+    # the lexical one; the same window on every replica is what this compares
+    request = {"query": QUERY, "window": 40, "size": 20, "retrieval": "lexical"}
 
     a = first.post("/search", json=request).json()
     assert a["rerank_status"] == "ok" and a["window"] == 40
@@ -119,7 +121,14 @@ def test_a_sidecar_scores_through_another_as_its_remote_scorer(peer: Peer, redis
         scorer={"kind": "remote", "remote_url": peer.url, "remote_timeout_s": 30},
         cache={"kind": "redis", "redis_url": redis_url, "prefix": f"rr:remote-{uuid.uuid4().hex}:"},
     )
-    request = {"query": QUERY, "window": 30, "size": 10, "timeout_ms": 30_000}
+    # lexical: the remote scorer makes no vectors, so the front's window is the lexical one
+    request = {
+        "query": QUERY,
+        "window": 30,
+        "size": 10,
+        "timeout_ms": 30_000,
+        "retrieval": "lexical",
+    }
     direct = httpx.post(f"{peer.url}/search", json=request, timeout=60).json()
     with TestClient(create_app(settings, wait_for_model=True)) as front:
         body = front.post("/search", json=request, headers={"X-Request-ID": "front-1"}).json()

@@ -57,7 +57,11 @@ def test_explain_lists_rules_that_fired(client) -> None:
 
 
 def test_dropped_hits_are_counted(client) -> None:
-    body = client.post("/search", json={"query": "waterproof hiking boots", "window": 100}).json()
+    # the lexical window holds products the model scores below the threshold ("hiking" socks)
+    body = client.post(
+        "/search",
+        json={"query": "waterproof hiking boots", "window": 100, "retrieval": "lexical"},
+    ).json()
     assert body["dropped"] > 0
     assert all(h["model_score"] >= 0.4 for h in body["hits"])
 
@@ -183,3 +187,6 @@ def test_a_field_map_id_that_repeats_keeps_every_hit(client_factory) -> None:
     titles = [h["source"]["title"] for h in body["hits"]]
     assert len(titles) == len(set(titles)) == len(body["hits"]) > 5
     assert len({h["id"] for h in body["hits"]}) < len(body["hits"])  # ids do repeat
+    # which the vector leg cannot be fused by: the search stays lexical and says why
+    assert body["retrieval"]["mode"] == "lexical"
+    assert body["retrieval"]["reason"].startswith("ids repeat within a leg")

@@ -4,6 +4,8 @@ override, /readyz's account, a failing vector leg, and the engines' k-NN bodies.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -65,12 +67,17 @@ def test_filters_hold_on_both_legs(hybrid: TestClient) -> None:
     assert {"vector"} in legs  # the vector leg found some, within the filter too
 
 
-def test_off_by_default_and_a_request_can_ask(client: TestClient) -> None:
-    off = first_stage(client, NEED)
-    assert off["retrieval"] == {"mode": "lexical", "reason": "hybrid is off"}
-    assert all("retrieval" not in h["explain"] for h in off["hits"])
-    asked = first_stage(client, NEED, retrieval="hybrid")
-    assert asked["retrieval"]["mode"] == "hybrid"
+def test_on_by_default_and_a_request_or_the_settings_can_turn_it_off(
+    client: TestClient, client_factory: Any
+) -> None:
+    default = first_stage(client, NEED)
+    assert default["retrieval"] == {"mode": "hybrid", "reason": ""}
+    asked = first_stage(client, NEED, retrieval="lexical")
+    assert asked["retrieval"] == {"mode": "lexical", "reason": "lexical was asked for"}
+    assert all("retrieval" not in h["explain"] for h in asked["hits"])
+    off: TestClient = client_factory(hybrid={"enabled": False})
+    assert first_stage(off, NEED)["retrieval"] == {"mode": "lexical", "reason": "hybrid is off"}
+    assert first_stage(off, NEED, retrieval="hybrid")["retrieval"]["mode"] == "hybrid"
     refused = client.post("/search", json={"query": NEED, "retrieval": "vectors"})
     assert refused.status_code == 422
 
@@ -149,6 +156,29 @@ async def test_a_failing_vector_leg_costs_its_hits_not_the_answer(minilm: MiniLM
     assert {h.id for h in got.result.hits} == {"a", "b"}
 
 
+class _StalledVectors(EmbeddedBackend):
+    """A k-NN search that stalls past any deadline (as a busy engine's would)."""
+
+    async def vector_search(self, *args: Any, **kwargs: Any) -> SearchResult:
+        await asyncio.sleep(30)
+        raise AssertionError("not reached")
+
+
+async def test_a_vector_leg_past_the_engine_deadline_costs_its_hits_in_time(
+    minilm: MiniLMScorer,
+) -> None:
+    backend = _StalledVectors({"title": 1.0})
+    backend.add_index("p", DOCS)
+    backend.set_vectors("p", [[1.0] * minilm.dimensions] * len(DOCS))
+    retriever = Retriever(backend, minilm, HybridSettings(enabled=True))
+    started = time.perf_counter()
+    got = await retriever.search("p", "boots", [], 10, Deadline.after(0.2))
+    assert time.perf_counter() - started < 0.2 + 0.05
+    assert got.retrieval == "lexical"
+    assert got.reason == "the vector leg failed: timed out"
+    assert {h.id for h in got.result.hits} == {"a", "b"}
+
+
 async def test_the_query_vector_is_the_one_scoring_reads(minilm: MiniLMScorer) -> None:
     text = "a query seen once by the vector leg"
     vector = await minilm.embed_query(text)
@@ -204,3 +234,13 @@ def test_the_vector_field_check_reads_the_field_mapping(
 
 def test_hits_carry_no_legs_unless_fused() -> None:
     assert Hit("a", 1.0, {}).legs == {}
+
+
+def test_a_query_the_model_cannot_read_stays_lexical(client: TestClient) -> None:
+    # an English model's vector of a Chinese query is noise: fused, it pushed the commuter
+    # bags that fit an iPad out of the first page
+    body = first_stage(client, "能装下iPad的通勤包")
+    assert body["retrieval"]["mode"] == "lexical"
+    assert "does not read Han script" in body["retrieval"]["reason"]
+    english = first_stage(client, "commuter bag that fits an iPad")
+    assert english["retrieval"] == {"mode": "hybrid", "reason": ""}
