@@ -125,3 +125,66 @@ def test_the_vectors_command_refuses_a_scorer_without_vectors(
     done = CliRunner().invoke(index_command, ["--config", str(config), "--vectors"])
     assert done.exit_code != 0
     assert "--vectors needs a scorer that makes vectors" in done.output
+
+
+def test_index_writes_vectors_by_default_and_goes_lexical_where_the_scorer_has_none(
+    engine: tuple[str, str], tmp_path: Path
+) -> None:
+    kind, url = engine
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(
+        '{"id": "1", "title": "Waterproof hiking boots"}\n{"id": "2", "title": "Wool socks"}\n'
+    )
+    index = f"default-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(yaml.safe_dump({"engine": engine_config(kind, url, default_index=index)}))
+    args = ["--config", str(config), "--catalog", str(catalog), "--no-progress"]
+    try:
+        done = CliRunner().invoke(index_command, [*args, "--recreate"])  # hybrid is on
+        assert done.exit_code == 0, done.output
+        mapping = httpx.get(f"{url}/{index}/_mapping", trust_env=False, timeout=30).json()
+        assert "embedding" in mapping[index]["mappings"]["properties"]
+
+        remote = tmp_path / "remote.yaml"
+        remote.write_text(
+            yaml.safe_dump(
+                {
+                    "engine": engine_config(kind, url, default_index=f"{index}-lexical"),
+                    "scorer": {"kind": "remote", "remote_url": "http://127.0.0.1:9"},
+                }
+            )
+        )
+        lexical = CliRunner().invoke(
+            index_command, ["--config", str(remote), "--catalog", str(catalog), "--no-progress"]
+        )
+        assert lexical.exit_code == 0, lexical.output
+        assert "no vectors written (the index is lexical only)" in lexical.output
+    finally:
+        for name in (index, f"{index}-lexical"):
+            httpx.delete(f"{url}/{name}", trust_env=False, timeout=30)
+
+
+def test_vectors_are_never_poured_into_an_index_without_the_field(
+    engine: tuple[str, str], tmp_path: Path
+) -> None:
+    kind, url = engine
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text('{"id": "1", "title": "Waterproof hiking boots"}\n')
+    index = f"bare-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(yaml.safe_dump({"engine": engine_config(kind, url, default_index=index)}))
+    args = ["--config", str(config), "--catalog", str(catalog), "--no-progress"]
+    try:
+        made = CliRunner().invoke(index_command, [*args, "--no-vectors"])
+        assert made.exit_code == 0, made.output
+        asked = CliRunner().invoke(index_command, [*args, "--vectors"])
+        assert asked.exit_code != 0
+        assert "has no vector field 'embedding'" in asked.output
+        assert "--recreate makes it with the field" in asked.output
+        implicit = CliRunner().invoke(index_command, args)  # hybrid on: vectors if they fit
+        assert implicit.exit_code == 0, implicit.output
+        assert "no vectors written" in implicit.output
+        mapping = httpx.get(f"{url}/{index}/_mapping", trust_env=False, timeout=30).json()
+        assert "embedding" not in mapping[index]["mappings"].get("properties", {})
+    finally:
+        httpx.delete(f"{url}/{index}", trust_env=False, timeout=30)
