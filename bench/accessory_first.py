@@ -1,7 +1,8 @@
 """How often a query that names a product gets one of that product's accessories as its top hit,
-on the demo catalog: the engine alone, reranked by the default model with the rules as they were
-before product types (no type rule), and reranked with the bundled rules (accessories of the
-named product buried).
+on the demo catalog: the engine alone (lexical, and the hybrid first stage that is the default),
+reranked by the default model with the rules as they were before product types (no type rule),
+and reranked with the bundled rules (accessories of the named product buried), on the hybrid
+first stage and on the lexical one.
 
     .venv/bin/python -m bench.accessory_first [--json out.json] [--window 100]
 
@@ -29,13 +30,13 @@ from sidecar.backends.base import Hit
 from sidecar.config import Settings
 from sidecar.demo import PRODUCT_TYPES_PATH, load_catalog
 from sidecar.documents import from_hit
-from sidecar.pipeline import SearchParams
 from sidecar.product_types import TypeMatcher, load
+from sidecar.retrieval import Retrieval
 from sidecar.rules import LoadedRules, parse_rules
 from sidecar.rules.store import DEFAULT_RULES
 from sidecar.scoring.base import WarmsDocuments
 from sidecar.services import Services, operator_deadline, params_for
-from sidecar.wiring import build_services, close_services, load_model
+from sidecar.wiring import build_services, close_services, give_vectors, load_model
 
 TYPE_RULE = re.compile(r"buries:\n(?:  #.*\n)*  - name: accessories-after-products\n(?:    .*\n)+")
 
@@ -74,12 +75,19 @@ async def measure(window: int) -> dict[str, Any]:
             services.scorer.warm_documents(
                 [from_hit(Hit(p["id"], 0.0, p), settings.fields) for p in catalog]
             )
+        await give_vectors(services)  # the embedded engine's vector leg, as at start-up
         by_id = {p["id"]: p for p in catalog}
-        rules = {
-            "reranked, no type rule": without_type_rule(DEFAULT_RULES.read_text(encoding="utf-8")),
-            "reranked, bundled rules": services.rules.current,
+        bundled = services.rules.current
+        no_type_rule = without_type_rule(DEFAULT_RULES.read_text(encoding="utf-8"))
+        # mode -> (rules, first stage); None rules: the engine's own top hit
+        modes: dict[str, tuple[LoadedRules | None, Retrieval]] = {
+            "engine, lexical": (None, "lexical"),
+            "engine, hybrid": (None, "hybrid"),
+            "reranked, no type rule": (no_type_rule, "hybrid"),
+            "reranked, bundled rules": (bundled, "hybrid"),
+            "bundled rules, lexical": (bundled, "lexical"),
         }
-        counts: dict[str, Counter[str]] = {m: Counter() for m in ("engine", *rules)}
+        counts: dict[str, Counter[str]] = {m: Counter() for m in modes}
         rows: list[dict[str, Any]] = []
         skipped: list[str] = []
         for query, kind in families(matcher, catalog):
@@ -92,19 +100,22 @@ async def measure(window: int) -> dict[str, Any]:
                 skipped.append(query)
                 continue
             row: dict[str, Any] = {"query": query, "type": kind}
-            for mode in counts:
-                params = params_for(services, query, 1, window)
-                if mode == "engine":
-                    result = await services.backend.search(
-                        params.index, query, (), 1, operator_deadline(services)
+            for mode, (rules, retrieval) in modes.items():
+                params = replace(params_for(services, query, 1, window), retrieval=retrieval)
+                if rules is None:
+                    got = await services.pipeline.retriever.search(
+                        params.index, query, (), 1, operator_deadline(services), asked=retrieval
                     )
-                    top = (
-                        result.hits[0].source.get("id", result.hits[0].id) if result.hits else None
-                    )
+                    ran, why, hits = got.retrieval, got.reason, got.result.hits
+                    top = hits[0].source.get("id", hits[0].id) if hits else None
                 else:
-                    params = _with_rules(params, rules[mode])
-                    outcome = await services.pipeline.search(params, operator_deadline(services))
+                    outcome = await services.pipeline.search(
+                        replace(params, rules=rules), operator_deadline(services)
+                    )
+                    ran, why = outcome.retrieval, outcome.retrieval_reason
                     top = outcome.hits[0].document.id if outcome.hits else None
+                if ran != retrieval and not why.startswith("the scorer"):  # never a silent swap
+                    raise SystemExit(f"{mode}: {query!r} ran {ran}: {why}")
                 top_type = by_id[top]["product_type"] if top in by_id else None
                 verdict = (
                     "product"
@@ -124,10 +135,6 @@ async def measure(window: int) -> dict[str, Any]:
         }
     finally:
         await close_services(services)
-
-
-def _with_rules(params: SearchParams, rules: LoadedRules) -> SearchParams:
-    return replace(params, rules=rules)
 
 
 def main(argv: list[str] | None = None) -> int:

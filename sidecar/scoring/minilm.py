@@ -186,6 +186,9 @@ class MiniLMScorer:
         unshared = await self.read_shared(documents)
         if not documents:
             return []
+        known = self._known_scores(query.text, documents)
+        if known is not None:  # nothing to encode: a hundred dot products, no thread hop
+            return known
         if self.batcher is not None:
             job = Job(query.text, documents)
             (scores,) = await self.batcher.submit([job], [1], pairs=[len(documents)])
@@ -196,6 +199,19 @@ class MiniLMScorer:
             )
         self.share(unshared)
         return scores
+
+    def _known_scores(self, query_text: str, documents: Sequence[Document]) -> list[float] | None:
+        """The scores when the query's vector (the hybrid vector leg encoded it) and every
+        document's are cached; None when anything needs encoding."""
+        keys = [self._doc_key(d) for d in documents]
+        with self._cache_lock:
+            query = self._queries.get(query_text)
+            if query is None:
+                return None
+            vectors = [self._docs.get(k) for k in keys]
+        if any(v is None for v in vectors):
+            return None
+        return _cosines(vectors, query)  # type: ignore[arg-type]
 
     def _unbatched(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -260,13 +276,19 @@ class MiniLMScorer:
 
     async def embed_query(self, text: str) -> list[float]:
         """The query's vector for a hybrid search's vector leg, from the query cache the
-        scoring reads (so a request encodes its query once), encoded on the scorer's own thread
-        when it is new."""
+        scoring reads (so a request encodes its query once). A new query goes through the
+        micro-batcher like a scoring job without documents, so concurrent requests' queries
+        are encoded in one pass (one pass each made new-query throughput at 32 clients fall
+        from 158 to 25 req/s); unbatched, on the scorer's own thread."""
         if self._model is None:
             raise RuntimeError(f"model {self.model_id} is not loaded ({self.state.status})")
         with self._cache_lock:
             known = self._queries.get(text)
-        if known is None:
+        if known is None and self.batcher is not None:
+            await self.batcher.submit([Job(text, ())], [1], pairs=[1])
+            with self._cache_lock:
+                known = self._queries.get(text)
+        if known is None:  # unbatched (or evicted meanwhile)
             loop = asyncio.get_running_loop()
             known = (
                 await loop.run_in_executor(

@@ -64,6 +64,28 @@ def test_concurrent_queries_share_one_forward_pass(minilm: MiniLMScorer) -> None
         assert a == pytest.approx(b, abs=1e-5)
 
 
+def test_the_vector_legs_queries_share_one_pass_and_scoring_then_encodes_nothing(
+    minilm: MiniLMScorer,
+) -> None:
+    batched = sharing(minilm, True)
+    batched.warm_documents(DOCS)
+    queries = [f"trail gear {n}" for n in range(8)]
+    sizes = counting(batched)
+
+    async def hybrid_requests() -> tuple[list[list[float]], list[list[float]]]:
+        vectors = await asyncio.gather(*(batched.embed_query(q) for q in queries))
+        return list(vectors), await score_all(batched, queries)
+
+    vectors, scores = asyncio.run(hybrid_requests())
+    # the vector legs' eight new queries in one pass; the scoring reads them and the warm
+    # documents from the caches (no thread hop, no pass) with the scores a pass gives (the
+    # query vectors differ by float rounding between a batch of eight and one alone)
+    assert sizes == [8]
+    assert all(len(v) == batched.dimensions for v in vectors)
+    for text, got in zip(queries, scores, strict=True):
+        assert got == pytest.approx(sharing(minilm, False).score_sync(text, DOCS), abs=1e-5)
+
+
 def test_documents_are_encoded_once(minilm: MiniLMScorer) -> None:
     scorer = sharing(minilm, False)
     sizes = counting(scorer)
