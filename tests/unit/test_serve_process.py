@@ -2,8 +2,10 @@
 
 import sys
 
+import numpy  # noqa: F401  (loads OpenBLAS, which own_process limits)
 import pytest
 from pydantic import ValidationError
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from sidecar.cli.serve import own_process
 from sidecar.config import Settings
@@ -18,6 +20,13 @@ def test_serve_sets_the_interpreters_switch_interval_from_the_settings() -> None
         assert sys.getswitchinterval() == pytest.approx(0.0001)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_serve_keeps_numpys_blas_to_one_thread() -> None:
+    with threadpool_limits(limits=None):  # restores what the test changes
+        own_process(Settings())
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)
 
 
 @pytest.mark.parametrize("value", [0, -1, 1000])
