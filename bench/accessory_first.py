@@ -102,9 +102,14 @@ async def measure(window: int) -> dict[str, Any]:
             row: dict[str, Any] = {"query": query, "type": kind}
             for mode, (rules, retrieval) in modes.items():
                 params = replace(params_for(services, query, 1, window), retrieval=retrieval)
-                if rules is None:
+                if rules is None:  # the whole window: RRF's top over 1 hit a leg is the lexical one
                     got = await services.pipeline.retriever.search(
-                        params.index, query, (), 1, operator_deadline(services), asked=retrieval
+                        params.index,
+                        query,
+                        (),
+                        window,
+                        operator_deadline(services),
+                        asked=retrieval,
                     )
                     ran, why, hits = got.retrieval, got.reason, got.result.hits
                     top = hits[0].source.get("id", hits[0].id) if hits else None

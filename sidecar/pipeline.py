@@ -31,7 +31,7 @@ from sidecar.documents import Document, DocumentMemo
 from sidecar.errors import EngineTimeout, InvalidRequest, ModelNotReady, Overloaded, ScoringFailed
 from sidecar.product_types import QueryType, TypeMatcher
 from sidecar.query import Query
-from sidecar.retrieval import Retrieval, Retriever
+from sidecar.retrieval import LEXICAL, Retrieval, Retriever
 from sidecar.rules import Candidate, LoadedRules, Ranked, apply
 from sidecar.scoring.base import languages_of
 from sidecar.scoring_service import ScoreReport, ScoringService, decoded
@@ -159,6 +159,7 @@ class Pipeline:
                 model_score=report.scores[i],
                 fields=doc.fields,
                 product_type=doc.product_type,
+                matched=not hit.legs or LEXICAL in hit.legs,
             )
             for i, (hit, doc) in enumerate(zip(window_hits, documents, strict=True))
         ]

@@ -8,7 +8,9 @@ its normalized engine score in the model's place, so it keeps its engine rank re
 Rules with a scope fire only for hits of the scope's categories and queries matching its patterns.
 
 A drop never empties the page: when fewer than `drop.min_results` hits would be left, the best of
-the dropped (by final score) are kept after the others, each marked `kept_by_min_results`.
+the dropped (by final score) are kept after the others, each marked `kept_by_min_results`. Only
+hits the engine matched count (`matched`): a hybrid search's vector leg always brings its nearest
+neighbours, even for "qwxzvbn", so a hit it alone found is shown on its own score or not at all.
 
 When the query names a product type (`query_type`, recognised by sidecar.product_types), each
 hit's conditions also read `query_type`, its `product_type` and `type_match` (`same`,
@@ -50,6 +52,7 @@ class Candidate:
     model_score: float | None
     fields: Mapping[str, Any] = field(default_factory=dict)
     product_type: str | None = None  # what kind of product it is (fields.product_type)
+    matched: bool = True  # the engine's text search found it (not only the vector leg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +142,13 @@ def apply(
         ranked = Ranked(cand, norm, blended, final, _band(plan.bands, score), fired, match)
         (dropped if drop else kept).append(ranked)
     kept.sort(key=lambda r: (r.candidate.id in buried, -r.final, r.candidate.engine_rank))
-    short = min(rules.drop.min_results, len(candidates)) - len(kept)
-    if short > 0 and dropped:  # the best of the dropped fill the page, after the others
-        dropped.sort(key=lambda r: (-r.final, r.candidate.engine_rank))
-        kept += [_kept(r, rules.drop.min_results) for r in dropped[:short]]
-        dropped = dropped[short:]
+    matched = sum(c.matched for c in candidates)
+    short = min(rules.drop.min_results, matched) - len(kept)
+    if short > 0 and dropped:  # the best matched of the dropped fill the page, after the others
+        dropped.sort(key=lambda r: (not r.candidate.matched, -r.final, r.candidate.engine_rank))
+        fill = [r for r in dropped[:short] if r.candidate.matched]
+        kept += [_kept(r, rules.drop.min_results) for r in fill]
+        dropped = dropped[len(fill) :]
     return Outcome(ranked=_place_pins(kept, pins), dropped=dropped, query_type=query_type)
 
 

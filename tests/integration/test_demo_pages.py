@@ -30,6 +30,16 @@ def test_no_query_of_the_demo_gets_an_empty_page(client: Any) -> None:
             assert body["hits"], (query, body["dropped"])
 
 
+def test_gibberish_gets_no_page_from_the_vector_legs_neighbours(client: Any) -> None:
+    # the text search matches nothing; the vector leg's nearest products are all below the
+    # drop threshold, and min_results does not bring them back
+    body = client.post("/search", json={"query": "qwxzvbn", "size": 10}).json()
+    assert body["retrieval"]["mode"] == "hybrid"
+    assert body["hits"] == [] and body["dropped"] == body["window"] > 0
+    lexical = client.post("/search", json={"query": "qwxzvbn", "retrieval": "lexical"}).json()
+    assert lexical["total"] == 0 and lexical["hits"] == []
+
+
 def test_a_drop_that_empties_the_page_keeps_the_best_three_flagged(client_factory: Any, tmp_path):
     without = tmp_path / "rules.yaml"
     without.write_text("version: 1\ndrop: {below_model_score: 0.4, min_results: 0}\n")

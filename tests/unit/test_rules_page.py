@@ -48,6 +48,25 @@ def test_min_results_fills_up_after_the_kept_and_never_past_what_was_found() -> 
     assert enough.kept_despite_drop == 0 and len(enough.ranked) == 4
 
 
+def test_min_results_never_fills_the_page_with_what_only_the_vector_leg_found() -> None:
+    # "qwxzvbn": the engine's text search matches nothing, the vector leg brings its nearest
+    # neighbours all the same; none may be shown on min_results' account
+    text = "version: 1\ndrop: {below_model_score: 0.4, min_results: 3}\n"
+    nearest = [
+        Candidate(x, n, 0.02 - n / 1000, 0.1 + n / 100, matched=False)
+        for n, x in enumerate("abcde")
+    ]
+    out = apply(rules(text), nearest)
+    assert out.ranked == [] and len(out.dropped) == 5
+    # beside one hit the text search matched, that one fills the page and the others do not
+    mixed = [*nearest[:2], Candidate("m", 2, 0.01, 0.05, matched=True)]
+    out = apply(rules(text), mixed)
+    assert [(r.candidate.id, r.kept_by_min_results) for r in out.ranked] == [("m", True)]
+    # a vector-only hit above the threshold is shown on its own score
+    good = apply(rules(text), [Candidate("v", 0, 0.02, 0.9, matched=False)])
+    assert [r.candidate.id for r in good.ranked] == ["v"] and good.kept_despite_drop == 0
+
+
 def test_min_results_zero_or_unset_drops_whatever_the_rules_say() -> None:
     for text in ("version: 1\n", "version: 1\ndrop: {min_results: 0}\n"):
         out = apply(rules(text), LOW)
