@@ -32,6 +32,17 @@ def waterproof_footwear(hit: dict[str, Any]) -> bool:
     return "waterproof" in title and ("boot" in title or "shoe" in title)
 
 
+def settings_file(path: Path, kind: str, url: str, index: str, **more: Any) -> Path:
+    """A sidecar settings file for `index` on the engine, with `more` sections beside it."""
+    path.write_text(
+        yaml.safe_dump({"engine": engine_config(kind, url, default_index=index), **more})
+    )
+    return path
+
+
+REMOTE = {"kind": "remote", "remote_url": "http://127.0.0.1:9"}  # a scorer without vectors
+
+
 @pytest.fixture(scope="module")
 def vectored(
     engine: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
@@ -39,8 +50,7 @@ def vectored(
     """(kind, url, index) of the demo catalog indexed with its vectors by `index --vectors`."""
     kind, url = engine
     index = f"hybrid-{uuid.uuid4().hex[:8]}"
-    config = tmp_path_factory.mktemp("hybrid") / "sidecar.yaml"
-    config.write_text(yaml.safe_dump({"engine": engine_config(kind, url, default_index=index)}))
+    config = settings_file(tmp_path_factory.mktemp("hybrid") / "sidecar.yaml", kind, url, index)
     done = CliRunner().invoke(
         index_command, ["--config", str(config), "--recreate", "--no-progress", "--vectors"]
     )
@@ -113,15 +123,7 @@ def test_the_vectors_command_refuses_a_scorer_without_vectors(
     engine: tuple[str, str], tmp_path: Path
 ) -> None:
     kind, url = engine
-    config = tmp_path / "sidecar.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "engine": engine_config(kind, url, default_index="never-made"),
-                "scorer": {"kind": "remote", "remote_url": "http://127.0.0.1:9"},
-            }
-        )
-    )
+    config = settings_file(tmp_path / "sidecar.yaml", kind, url, "never-made", scorer=REMOTE)
     done = CliRunner().invoke(index_command, ["--config", str(config), "--vectors"])
     assert done.exit_code != 0
     assert "--vectors needs a scorer that makes vectors" in done.output
@@ -136,8 +138,7 @@ def test_index_writes_vectors_by_default_and_goes_lexical_where_the_scorer_has_n
         '{"id": "1", "title": "Waterproof hiking boots"}\n{"id": "2", "title": "Wool socks"}\n'
     )
     index = f"default-{uuid.uuid4().hex[:8]}"
-    config = tmp_path / "sidecar.yaml"
-    config.write_text(yaml.safe_dump({"engine": engine_config(kind, url, default_index=index)}))
+    config = settings_file(tmp_path / "sidecar.yaml", kind, url, index)
     args = ["--config", str(config), "--catalog", str(catalog), "--no-progress"]
     try:
         done = CliRunner().invoke(index_command, [*args, "--recreate"])  # hybrid is on
@@ -145,14 +146,8 @@ def test_index_writes_vectors_by_default_and_goes_lexical_where_the_scorer_has_n
         mapping = httpx.get(f"{url}/{index}/_mapping", trust_env=False, timeout=30).json()
         assert "embedding" in mapping[index]["mappings"]["properties"]
 
-        remote = tmp_path / "remote.yaml"
-        remote.write_text(
-            yaml.safe_dump(
-                {
-                    "engine": engine_config(kind, url, default_index=f"{index}-lexical"),
-                    "scorer": {"kind": "remote", "remote_url": "http://127.0.0.1:9"},
-                }
-            )
+        remote = settings_file(
+            tmp_path / "remote.yaml", kind, url, f"{index}-lexical", scorer=REMOTE
         )
         lexical = CliRunner().invoke(
             index_command, ["--config", str(remote), "--catalog", str(catalog), "--no-progress"]
@@ -171,8 +166,7 @@ def test_vectors_are_never_poured_into_an_index_without_the_field(
     catalog = tmp_path / "catalog.jsonl"
     catalog.write_text('{"id": "1", "title": "Waterproof hiking boots"}\n')
     index = f"bare-{uuid.uuid4().hex[:8]}"
-    config = tmp_path / "sidecar.yaml"
-    config.write_text(yaml.safe_dump({"engine": engine_config(kind, url, default_index=index)}))
+    config = settings_file(tmp_path / "sidecar.yaml", kind, url, index)
     args = ["--config", str(config), "--catalog", str(catalog), "--no-progress"]
     try:
         made = CliRunner().invoke(index_command, [*args, "--no-vectors"])
