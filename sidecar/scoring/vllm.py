@@ -373,6 +373,13 @@ class VllmScorer:
         started = time.perf_counter()
         try:
             response = await client.post(self.url, json=payload, headers=headers, timeout=timeout)
+            left = timeout - (time.perf_counter() - started)
+            if response.status_code == 503 and left > 0:
+                # vLLM answers 503 to a request it marks retryable (its multimodal processor
+                # cache drifted between the API server and the engine: "Multi-modal processor
+                # cache miss."); it resends the images' data on the next try. Once, within time.
+                log.info("vllm answered 503 (%s): retrying once", _message(response))
+                response = await client.post(self.url, json=payload, headers=headers, timeout=left)
         except httpx.TimeoutException as exc:
             raise ScoringFailed(
                 f"vllm server {self.base} did not answer within {timeout * 1000:.0f} ms "

@@ -58,6 +58,10 @@ class StandIn:
                 return JSONResponse({"error": {"message": "queue full"}}, status_code=429)
             if self.mode == "500" and body["query"] != "warm-up":
                 return JSONResponse({"error": {"message": "engine dead"}}, status_code=500)
+            if self.mode.startswith("503") and body["query"] != "warm-up":
+                self.mode = "ok" if self.mode == "503-once" else self.mode
+                miss = {"error": {"message": "Multi-modal processor cache miss.", "code": 503}}
+                return JSONResponse(miss, status_code=503)
             if self.mode == "400" and body["query"] != "warm-up":
                 return JSONResponse({"error": {"message": "prompt too long"}}, status_code=400)
             if self.mode == "stall" and body["query"] != "warm-up":
@@ -226,6 +230,23 @@ async def test_a_500_fails_and_opens_the_breaker_then_a_probe_closes_it(
     assert scorer.breaker.state == "closed"
     stats = scorer.server_stats()
     assert (stats["failed"], stats["refused"], stats["ok"]) == (2, 1, 1)
+    await scorer.close()
+
+
+async def test_a_retryable_503_is_sent_once_more_within_the_deadline(
+    stand_in: tuple[StandIn, str],
+) -> None:
+    """Stand-in: vLLM marks its multimodal processor cache miss retryable and answers 503 (it
+    resends the images' data next time); the drift behind it cannot be caused on demand."""
+    server, url = stand_in
+    scorer = await loaded(url, call_size=100)
+    server.mode, before = "503-once", len(server.calls)
+    assert await scorer.score(Query("q"), DOCS, "i", deadline=Deadline.after(2)) == [0.5] * 7
+    assert len(server.calls) == before + 2
+    server.mode, before = "503", len(server.calls)  # a 503 again: once more, no more
+    with pytest.raises(ScoringFailed, match="answered 503: Multi-modal processor cache miss"):
+        await scorer.score(Query("q"), DOCS, "i", deadline=Deadline.after(2))
+    assert len(server.calls) == before + 2
     await scorer.close()
 
 
